@@ -1,0 +1,22 @@
+// Internal to kernels/cpu: the Gemm variant of conv3d, shared with conv_transpose3d.cpp (a transposed conv is
+// a conv3d dgrad, and its gradients are a conv3d fprop and wgrad). Not part of the public kernel API.
+#pragma once
+#include <cstddef>
+
+#include "kernels/conv3d.h"
+
+namespace dex {
+
+// Upper bound on the im2col panel of one chunk of output voxels (conv3d_cpu_workspace_bytes never exceeds it,
+// except for a single row longer than this).
+constexpr size_t kConvChunkBytes = size_t(8) << 20;
+
+namespace detail {
+// accumulate: false writes the result, true adds it to what the output holds. ws: nullptr or
+// conv3d_cpu_workspace_bytes(p) bytes.
+void conv3d_fprop_gemm(const Conv3dParams& p, const float* x, const float* w, float* y, bool accumulate, void* ws);
+void conv3d_dgrad_gemm(const Conv3dParams& p, const float* dy, const float* w, float* dx, bool accumulate, void* ws);
+void conv3d_wgrad_gemm(const Conv3dParams& p, const float* x, const float* dy, float* dw, bool accumulate, void* ws);
+}  // namespace detail
+
+}  // namespace dex
