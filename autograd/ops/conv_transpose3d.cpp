@@ -1,0 +1,38 @@
+#include "autograd/ops/conv_transpose3d.h"
+
+namespace dex {
+
+ConvTranspose3dParams conv_transpose3d_params(const Tensor& x, const Tensor& w, const int stride[3],
+                                              const int pad[3]) {
+  DEX_CHECK(x.ndim == 5 && x.layout == Layout::NDHWC, "conv_transpose3d: input must be NDHWC, got ", x.shape_str());
+  DEX_CHECK(w.ndim == 5 && w.layout == Layout::Weight, "conv_transpose3d: weight must be [K][KD][KH][KW][C], got ",
+            w.shape_str());
+  DEX_CHECK(w.dims[4] == x.C(), "conv_transpose3d: weight expects ", w.dims[4], " input channels, input has ", x.C());
+  ConvTranspose3dParams p;
+  p.N = x.N(); p.C = x.C(); p.K = static_cast<int>(w.dims[0]);
+  p.D = x.D(); p.H = x.H(); p.W = x.W();
+  p.KD = static_cast<int>(w.dims[1]); p.KH = static_cast<int>(w.dims[2]); p.KW = static_cast<int>(w.dims[3]);
+  for (int i = 0; i < 3; ++i) { p.stride[i] = stride[i]; p.pad[i] = pad[i]; }
+  p.validate();
+  return p;
+}
+
+// forward
+Tensor conv_transpose3d(Tape& tape, const Tensor& x, const Tensor& w, const int stride[3], const int pad[3]) {
+  const ConvTranspose3dParams p = conv_transpose3d_params(x, w, stride, pad);
+  const bool rec = tape.needs_grad({&x, &w});
+  Tensor y = tape.alloc(ndhwc(p.N, p.OD(), p.OH(), p.OW(), p.K), rec);
+  tape.be().conv_transpose3d_fprop(p, x.data, w.data, y.data, nullptr);
+  if (rec) {
+    // backward: dx = dgrad(dy, w), dw += wgrad(x, dy)
+    tape.record([&tape, p, x, w, y] {
+      if (!tape.grad_ready(y)) return;
+      const Backend& be = tape.be();
+      if (x.grad) be.conv_transpose3d_dgrad(p, y.grad, w.data, x.grad, tape.write_mode(x), nullptr);
+      if (w.grad) be.conv_transpose3d_wgrad(p, x.data, y.grad, w.grad, tape.write_mode(w), nullptr);
+    });
+  }
+  return y;
+}
+
+}  // namespace dex

@@ -1,0 +1,60 @@
+#include "autograd/tape.h"
+
+namespace dex {
+
+Tape::Tape(Arena& arena, Device device) : m_arena(arena), m_device(device), m_backend(&backend(device)) {
+  DEX_CHECK(arena.device() == device, "tape on ", device_name(device), " given an arena on ",
+            device_name(arena.device()));
+}
+
+bool Tape::needs_grad(std::initializer_list<const Tensor*> inputs) const {
+  if (!m_grad_enabled) return false;
+  for (const Tensor* t : inputs)
+    if (t && t->requires_grad()) return true;
+  return false;
+}
+
+Tensor Tape::alloc(const Tensor& shape, bool with_grad) {
+  Tensor t = shape;
+  t.device = m_device;
+  t.data = m_arena.alloc<float>(static_cast<size_t>(t.numel()));
+  t.grad = nullptr;
+  t.grad_slot = -1;
+  if (with_grad) {
+    t.grad = m_arena.alloc<float>(static_cast<size_t>(t.numel()));
+    t.grad_slot = static_cast<int>(m_written.size());
+    m_written.push_back(0);
+  }
+  return t;
+}
+
+void Tape::record(std::function<void()> backward) { m_records.push_back(std::move(backward)); }
+
+bool Tape::grad_ready(const Tensor& t) const {
+  if (!t.grad) return false;
+  if (t.grad_slot < 0) return true;
+  DEX_CHECK(t.grad_slot < static_cast<int>(m_written.size()), "gradient slot ", t.grad_slot,
+            " is not from this tape (cleared since?)");
+  return m_written[t.grad_slot] != 0;
+}
+
+GradMode Tape::write_mode(const Tensor& t) {
+  DEX_CHECK(t.grad, "write_mode on a tensor without a gradient");
+  if (t.grad_slot < 0) return GradMode::Accumulate;
+  DEX_CHECK(t.grad_slot < static_cast<int>(m_written.size()), "gradient slot ", t.grad_slot, " is not from this tape");
+  if (m_written[t.grad_slot]) return GradMode::Accumulate;
+  m_written[t.grad_slot] = 1;
+  return GradMode::Overwrite;
+}
+
+void Tape::backward() {
+  for (size_t i = m_records.size(); i-- > 0;) m_records[i]();
+  m_records.clear();
+}
+
+void Tape::clear() {
+  m_records.clear();
+  m_written.clear();
+}
+
+}  // namespace dex

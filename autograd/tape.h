@@ -1,0 +1,74 @@
+// The tape (STYLE.md §8): a std::vector of backward closures, each capturing its op's saved context (tensor
+// handles and arena pointers). No graph optimiser, no dispatch on op names. Every op asks the tape whether to
+// record (grad mode on and some input wants a gradient); `backward()` replays the records in reverse.
+//
+// Gradient write rule: parameter gradients (grad_slot < 0) always accumulate, so micro-batches add up and
+// zero_grad is explicit. An activation's gradient is overwritten by its first writer in the backward and
+// accumulated by every later one: this is what makes fan-out (skips, residual branches) correct.
+#pragma once
+#include <functional>
+#include <initializer_list>
+#include <vector>
+
+#include "autograd/tensor.h"
+#include "kernels/arena.h"
+#include "kernels/backend.h"
+
+namespace dex {
+
+class Tape {
+ public:
+  explicit Tape(Arena& arena, Device device = Device::CPU);
+
+  Arena& arena() { return m_arena; }
+  const Backend& be() const { return *m_backend; }
+  Device device() const { return m_device; }
+
+  bool grad_enabled() const { return m_grad_enabled; }
+  void set_grad_enabled(bool on) { m_grad_enabled = on; }
+  // True when an op over `inputs` must record a backward.
+  bool needs_grad(std::initializer_list<const Tensor*> inputs) const;
+
+  // A new activation with `shape` in the arena; with `with_grad` it also gets a gradient buffer and a slot.
+  Tensor alloc(const Tensor& shape, bool with_grad);
+  // Arena scratch (workspace) for one kernel call; release with arena().release_to(mark).
+  void* scratch(size_t bytes) { return bytes ? m_arena.allocate(bytes) : nullptr; }
+
+  void record(std::function<void()> backward);
+  size_t size() const { return m_records.size(); }
+
+  // Backward side: has `t`'s gradient been written yet (parameters: always true)?
+  bool grad_ready(const Tensor& t) const;
+  // The mode the next writer of t.grad must use; marks the gradient written.
+  GradMode write_mode(const Tensor& t);
+  // Marks t.grad as written by the caller (a loss seeding the backward).
+  void mark_written(const Tensor& t) { write_mode(t); }
+
+  // Replays every record in reverse order, then forgets them (the arena is the caller's to reset).
+  void backward();
+  // Forgets the records and gradient slots without running them.
+  void clear();
+
+ private:
+  Arena& m_arena;
+  Device m_device;
+  const Backend* m_backend;
+  bool m_grad_enabled = true;
+  std::vector<std::function<void()>> m_records;
+  std::vector<uint8_t> m_written;  // per activation gradient slot
+};
+
+// RAII no-grad mode: inference and the click-simulation forward record nothing and allocate no gradients.
+class NoGradGuard {
+ public:
+  explicit NoGradGuard(Tape& tape) : m_tape(tape), m_prev(tape.grad_enabled()) { tape.set_grad_enabled(false); }
+  ~NoGradGuard() { m_tape.set_grad_enabled(m_prev); }
+  NoGradGuard(const NoGradGuard&) = delete;
+  NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+ private:
+  Tape& m_tape;
+  bool m_prev;
+};
+
+}  // namespace dex
