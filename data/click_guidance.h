@@ -2,6 +2,7 @@
 // Gaussian (sigma 3, 25 taps, zero padding, separable), then min-max normalised; no points -> all zeros.
 #pragma once
 #include <array>
+#include <cstdint>
 #include <vector>
 
 namespace dex {
