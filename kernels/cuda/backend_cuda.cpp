@@ -1,0 +1,90 @@
+// The CUDA backend table (fp32 entries): registered by kernels/backend_init.cpp when a device is present.
+#include <cuda_runtime_api.h>
+
+#include "kernels/backend.h"
+#include "kernels/cuda/cuda_runtime.h"
+#include "kernels/cuda/ops_cuda.h"
+
+namespace dex {
+
+namespace {
+cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
+}  // namespace
+
+bool register_cuda_backend(std::string* why_not) {
+  std::string why;
+  if (cuda_device_count(&why) == 0) {
+    if (why_not) *why_not = why;
+    return false;
+  }
+  Backend b;
+  b.device = Device::CUDA;
+  b.name = "cuda";
+  b.allocator = &cuda_allocator();
+  // Copies that touch the host complete before returning (pageable host memory); device-to-device stays async.
+  b.copy = [](void* dst, Device dd, const void* src, Device sd, size_t bytes, void* s) {
+    DEX_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, as_stream(s)));
+    if (dd == Device::CPU || sd == Device::CPU) DEX_CUDA_CHECK(cudaStreamSynchronize(as_stream(s)));
+  };
+  b.fill_zero = [](void* dst, size_t bytes, void* s) { DEX_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, as_stream(s))); };
+  b.synchronize = [](void* s) { DEX_CUDA_CHECK(cudaStreamSynchronize(as_stream(s))); };
+  b.conv3d_workspace_bytes = [](const Conv3dParams& p) { return conv3d_workspace_bytes_cuda(p); };
+  b.conv3d_fprop = [](const Conv3dParams& p, const float* x, const float* w, float* y, void* ws, void* s) {
+    conv3d_fprop_cuda(p, x, w, y, ws, as_stream(s));
+  };
+  b.conv3d_dgrad = [](const Conv3dParams& p, const float* dy, const float* w, float* dx, GradMode m, void* ws,
+                      void* s) { conv3d_dgrad_cuda(p, dy, w, dx, m, ws, as_stream(s)); };
+  b.conv3d_wgrad = [](const Conv3dParams& p, const float* x, const float* dy, float* dw, GradMode m, void* ws,
+                      void* s) { conv3d_wgrad_cuda(p, x, dy, dw, m, ws, as_stream(s)); };
+  b.conv_transpose3d_fprop = [](const ConvTranspose3dParams& p, const float* x, const float* w, float* y, void* s) {
+    conv_transpose3d_fprop_cuda(p, x, w, y, as_stream(s));
+  };
+  b.conv_transpose3d_dgrad = [](const ConvTranspose3dParams& p, const float* dy, const float* w, float* dx, GradMode m,
+                                void* s) { conv_transpose3d_dgrad_cuda(p, dy, w, dx, m, as_stream(s)); };
+  b.conv_transpose3d_wgrad = [](const ConvTranspose3dParams& p, const float* x, const float* dy, float* dw, GradMode m,
+                                void* s) { conv_transpose3d_wgrad_cuda(p, x, dy, dw, m, as_stream(s)); };
+  b.instance_norm_fwd = [](const InstanceNormParams& p, const float* x, const float* g, const float* be, float* y,
+                           float* mean, float* rstd, void* s) {
+    instance_norm_fwd_cuda(p, x, g, be, y, mean, rstd, as_stream(s));
+  };
+  b.instance_norm_bwd = [](const InstanceNormParams& p, const float* x, const float* dy, const float* mean,
+                           const float* rstd, const float* g, float* dx, float* dg, float* db, GradMode m, void* s) {
+    instance_norm_bwd_cuda(p, x, dy, mean, rstd, g, dx, dg, db, m, as_stream(s));
+  };
+  b.leaky_relu_fwd = [](int64_t n, float sl, const float* x, float* y, void* s) {
+    leaky_relu_fwd_cuda(n, sl, x, y, as_stream(s));
+  };
+  b.leaky_relu_bwd = [](int64_t n, float sl, const float* x, const float* dy, float* dx, GradMode m, void* s) {
+    leaky_relu_bwd_cuda(n, sl, x, dy, dx, m, as_stream(s));
+  };
+  b.add_fwd = [](int64_t n, const float* a, const float* bb, float* y, void* s) { add_fwd_cuda(n, a, bb, y, as_stream(s)); };
+  b.add_bwd = [](int64_t n, const float* dy, float* da, float* db, GradMode m, void* s) {
+    add_bwd_cuda(n, dy, da, db, m, as_stream(s));
+  };
+  b.bias_add_fwd = [](int64_t v, int C, const float* bias, float* y, void* s) {
+    bias_add_fwd_cuda(v, C, bias, y, as_stream(s));
+  };
+  b.bias_add_bwd = [](int64_t v, int C, const float* dy, float* db, void* s) {
+    bias_add_bwd_cuda(v, C, dy, db, as_stream(s));
+  };
+  b.concat_fwd = [](int64_t v, int Ca, int Cb, const float* a, const float* bb, float* y, void* s) {
+    concat_fwd_cuda(v, Ca, Cb, a, bb, y, as_stream(s));
+  };
+  b.concat_bwd = [](int64_t v, int Ca, int Cb, const float* dy, float* da, float* db, GradMode m, void* s) {
+    concat_bwd_cuda(v, Ca, Cb, dy, da, db, m, as_stream(s));
+  };
+  b.softmax_fwd = [](int64_t v, int C, const float* x, float* y, void* s) { softmax_fwd_cuda(v, C, x, y, as_stream(s)); };
+  b.softmax_bwd = [](int64_t v, int C, const float* y, const float* dy, float* dx, void* s) {
+    softmax_bwd_cuda(v, C, y, dy, dx, as_stream(s));
+  };
+  b.argmax = [](int64_t v, int C, const float* x, uint8_t* out, void* s) { argmax_cuda(v, C, x, out, as_stream(s)); };
+  b.dice_ce_fwd_bwd = [](const DiceCEParams& p, const float* z, const uint8_t* t, float* dz, float gs, void* s) {
+    return dice_ce_fwd_bwd_cuda(p, z, t, dz, gs, as_stream(s));
+  };
+  b.adam_step = [](const AdamParams& a, int64_t step, int64_t n, float* p, const float* g, float* m, float* v,
+                   float gs, void* s) { adam_step_cuda(a, step, n, p, g, m, v, gs, as_stream(s)); };
+  register_backend(b);
+  return true;
+}
+
+}  // namespace dex

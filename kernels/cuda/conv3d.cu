@@ -1,0 +1,507 @@
+// CUDA 3D convolution (kernels/conv3d.h): NDHWC activations, KTRSC weights, fp32 accumulation.
+// Variants (STYLE.md §1), side by side in this file:
+//   v1 Direct  fprop/dgrad/wgrad, fp32 | f16 | bf16 storage: one thread per output voxel x 8 channels (fprop, dgrad);
+//              wgrad one (32-channel x 8-slice) block per (k, tap, channel chunk), fixed-order column sums. Any shape.
+//   v2 Mma     fprop, f16 | bf16: implicit GEMM (M = output voxels, N = K, K-dim = taps x C, tap-major), CTA tile
+//              128 x {64 | 32} x 32, 4 warps of 32 x BN, mma.sync.m16n8k16 (fp32 accumulate), 3-stage cp.async ring
+//              (zero-fill outside the volume), ldmatrix from an XOR-swizzled smem layout. Needs C % 32 == 0,
+//              K % 32 == 0 and 16-byte aligned pointers (KERNELS.md §3). dgrad/wgrad have no v2 yet.
+//   Best       v2 where it applies, else v1.
+// Index math: every voxel offset is formed in 64 bits from per-row bases (KERNELS.md §2, "Index width").
+#include <cuda_runtime.h>
+
+#include "kernels/cuda/conv_common.cuh"
+#include "kernels/cuda/cuda_utils.cuh"
+#include "kernels/cuda/ops_cuda.h"
+
+namespace dex {
+
+const char* conv_variant_name(ConvVariant v) {
+  switch (v) {
+    case ConvVariant::Best: return "best";
+    case ConvVariant::Direct: return "v1";
+    case ConvVariant::Mma: return "v2";
+  }
+  return "?";
+}
+
+namespace {
+
+ConvArgs make_args(const Conv3dParams& p) {
+  ConvArgs a{};
+  a.N = p.N; a.C = p.C; a.K = p.K; a.D = p.D; a.H = p.H; a.W = p.W;
+  a.OD = p.OD(); a.OH = p.OH(); a.OW = p.OW();
+  a.KD = p.KD; a.KH = p.KH; a.KW = p.KW;
+  a.s0 = p.stride[0]; a.s1 = p.stride[1]; a.s2 = p.stride[2];
+  a.p0 = p.pad[0]; a.p1 = p.pad[1]; a.p2 = p.pad[2];
+  a.d0 = p.dil[0]; a.d1 = p.dil[1]; a.d2 = p.dil[2];
+  a.taps = p.KD * p.KH * p.KW;
+  return a;
+}
+
+constexpr int kG = 8;  // output channels per thread in the direct kernels
+
+// ==== v1 direct ==========================================================================================
+// fprop: thread = (output voxel m, channel group kg of 8). y[m][k] = sum_tap sum_c x[in(m, tap)][c] * w[k][tap][c].
+template <St S>
+__global__ void conv3d_fprop_kernel_v1(ConvArgs a, const void* x, const void* w, void* y) {
+  const int KG = (a.K + kG - 1) / kG;
+  const int64_t M = int64_t(a.N) * a.OD * a.OH * a.OW;
+  for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < M * KG;
+       idx += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t m = idx / KG;
+    const int k0 = static_cast<int>(idx - m * KG) * kG;
+    int64_t r = m;
+    const int ow = static_cast<int>(r % a.OW); r /= a.OW;
+    const int oh = static_cast<int>(r % a.OH); r /= a.OH;
+    const int od = static_cast<int>(r % a.OD);
+    const int n = static_cast<int>(r / a.OD);
+    float acc[kG];
+    for (int j = 0; j < kG; ++j) acc[j] = 0.f;
+    for (int t = 0; t < a.KD; ++t) {
+      const int iz = od * a.s0 - a.p0 + t * a.d0;
+      if (iz < 0 || iz >= a.D) continue;
+      for (int rr = 0; rr < a.KH; ++rr) {
+        const int iy = oh * a.s1 - a.p1 + rr * a.d1;
+        if (iy < 0 || iy >= a.H) continue;
+        for (int s = 0; s < a.KW; ++s) {
+          const int ix = ow * a.s2 - a.p2 + s * a.d2;
+          if (ix < 0 || ix >= a.W) continue;
+          const int tap = (t * a.KH + rr) * a.KW + s;
+          const int64_t xo = (((int64_t(n) * a.D + iz) * a.H + iy) * a.W + ix) * a.C;
+          for (int c = 0; c < a.C; ++c) {
+            const float xv = ld_st<S>(x, xo + c);
+#pragma unroll
+            for (int j = 0; j < kG; ++j)
+              if (k0 + j < a.K) acc[j] += xv * ld_st<S>(w, (int64_t(k0 + j) * a.taps + tap) * a.C + c);
+          }
+        }
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < kG; ++j)
+      if (k0 + j < a.K) st_st<S>(y, m * a.K + k0 + j, acc[j]);
+  }
+}
+
+// dgrad: thread = (input voxel, channel group of 8). dx[i][c] = sum over (tap, o) with o*s - p + tap*d = i of
+// sum_k dy[o][k] * w[k][tap][c]. A tap contributes only where (i + p - tap*d) divides by the stride.
+template <St S>
+__global__ void conv3d_dgrad_kernel_v1(ConvArgs a, const void* dy, const void* w, void* dx, bool accumulate) {
+  const int CG = (a.C + kG - 1) / kG;
+  const int64_t V = int64_t(a.N) * a.D * a.H * a.W;
+  for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < V * CG;
+       idx += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t v = idx / CG;
+    const int c0 = static_cast<int>(idx - v * CG) * kG;
+    int64_t r = v;
+    const int ix = static_cast<int>(r % a.W); r /= a.W;
+    const int iy = static_cast<int>(r % a.H); r /= a.H;
+    const int iz = static_cast<int>(r % a.D);
+    const int n = static_cast<int>(r / a.D);
+    float acc[kG];
+    for (int j = 0; j < kG; ++j) acc[j] = 0.f;
+    for (int t = 0; t < a.KD; ++t) {
+      const int zz = iz + a.p0 - t * a.d0;
+      if (zz < 0 || zz % a.s0 != 0 || zz / a.s0 >= a.OD) continue;
+      const int od = zz / a.s0;
+      for (int rr = 0; rr < a.KH; ++rr) {
+        const int yy = iy + a.p1 - rr * a.d1;
+        if (yy < 0 || yy % a.s1 != 0 || yy / a.s1 >= a.OH) continue;
+        const int oh = yy / a.s1;
+        for (int s = 0; s < a.KW; ++s) {
+          const int xx = ix + a.p2 - s * a.d2;
+          if (xx < 0 || xx % a.s2 != 0 || xx / a.s2 >= a.OW) continue;
+          const int ow = xx / a.s2;
+          const int tap = (t * a.KH + rr) * a.KW + s;
+          const int64_t oo = (((int64_t(n) * a.OD + od) * a.OH + oh) * a.OW + ow) * a.K;
+          for (int k = 0; k < a.K; ++k) {
+            const float g = ld_st<S>(dy, oo + k);
+            const int64_t wo = (int64_t(k) * a.taps + tap) * a.C + c0;
+#pragma unroll
+            for (int j = 0; j < kG; ++j)
+              if (c0 + j < a.C) acc[j] += g * ld_st<S>(w, wo + j);
+          }
+        }
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < kG; ++j)
+      if (c0 + j < a.C) st_grad<S>(dx, v * a.C + c0 + j, acc[j], accumulate);
+  }
+}
+
+// wgrad: block (32 channel lanes, kWBY voxel slices) per (k, tap, 32-channel chunk): dw[k][tap][c] = sum over output
+// voxels o of dy[o][k] * x[in(o, tap)][c]. Each thread sums a strided slice of voxels; the slices are then added in
+// ascending order (column_sum), so the result does not depend on scheduling. dw is fp32 for every storage type.
+constexpr int kWBY = 8;
+template <St S>
+__global__ void conv3d_wgrad_kernel_v1(ConvArgs a, const void* x, const void* dy, float* dw, bool accumulate) {
+  __shared__ double red[32 * kWBY];
+  const int CC = (a.C + 31) / 32;
+  const int c = (blockIdx.x % CC) * 32 + threadIdx.x;
+  const int tap = static_cast<int>((blockIdx.x / CC) % a.taps);
+  const int k = static_cast<int>(blockIdx.x / (int64_t(CC) * a.taps));
+  const int t = tap / (a.KH * a.KW), rr = (tap / a.KW) % a.KH, s = tap % a.KW;
+  const int64_t M = int64_t(a.N) * a.OD * a.OH * a.OW;
+  float acc = 0.f;
+  if (c < a.C) {
+    for (int64_t m = threadIdx.y; m < M; m += kWBY) {
+      int64_t r = m;
+      const int ow = static_cast<int>(r % a.OW); r /= a.OW;
+      const int oh = static_cast<int>(r % a.OH); r /= a.OH;
+      const int od = static_cast<int>(r % a.OD);
+      const int n = static_cast<int>(r / a.OD);
+      const int iz = od * a.s0 - a.p0 + t * a.d0, iy = oh * a.s1 - a.p1 + rr * a.d1, ix = ow * a.s2 - a.p2 + s * a.d2;
+      if (iz < 0 || iz >= a.D || iy < 0 || iy >= a.H || ix < 0 || ix >= a.W) continue;
+      const int64_t xo = (((int64_t(n) * a.D + iz) * a.H + iy) * a.W + ix) * a.C + c;
+      acc += ld_st<S>(dy, m * a.K + k) * ld_st<S>(x, xo);
+    }
+  }
+  const double sum = column_sum<kWBY>(double(acc), red);
+  if (c < a.C && threadIdx.y == 0) {
+    const int64_t o = (int64_t(k) * a.taps + tap) * a.C + c;
+    dw[o] = accumulate ? dw[o] + static_cast<float>(sum) : static_cast<float>(sum);
+  }
+}
+
+// ==== v2 mma.sync implicit GEMM (fprop, f16/bf16) ========================================================
+constexpr int kBM = 128, kBK = 32, kStages = 3, kV2Threads = 128;
+
+// Halves offset of (row, 16-byte chunk) in a [rows][32 halves] tile; chunk ^= (row/2)%4 spreads any 8 consecutive
+// rows' same chunk over 8 distinct 16-byte slots of a 128-byte line (conflict-free ldmatrix phases).
+__device__ __forceinline__ int swz(int row, int chunk) { return row * kBK + ((chunk ^ ((row >> 1) & 3)) << 3); }
+
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
+  const unsigned sa = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  const int src_size = valid ? 16 : 0;  // 0: nothing read, 16 zero bytes written
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(sa), "l"(gmem), "r"(src_size));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+__device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], const void* smem) {
+  const unsigned sa = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(sa));
+}
+
+template <bool kBf16>
+__device__ __forceinline__ void mma_16816(float (&d)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
+  if constexpr (kBf16) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+}
+
+template <bool kBf16>
+__device__ __forceinline__ unsigned pack2(float lo, float hi) {
+  if constexpr (kBf16) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<unsigned*>(&v);
+  } else {
+    __half2 v = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<unsigned*>(&v);
+  }
+}
+
+// Grid (ceil(M/128), K/BN). Thread tid loads A chunk (tid & 3) of rows (tid >> 2) + 32 i, i < 4, and B chunks
+// tid + 128 j of the BN x 4 chunk tile. k-step kt covers tap kt / (C/32), channels [(kt % (C/32)) * 32, +32).
+template <bool kBf16, int BN>
+__global__ void __launch_bounds__(kV2Threads) conv3d_fprop_kernel_v2(ConvArgs a, const uint16_t* __restrict__ x,
+                                                                     const uint16_t* __restrict__ w,
+                                                                     uint16_t* __restrict__ y) {
+  static_assert(BN == 32 || BN == 64, "BN is 32 or 64");
+  constexpr int kNT = BN / 8;  // n8 tiles per warp
+  __shared__ __align__(128) uint16_t sA[kStages][kBM * kBK];
+  __shared__ __align__(128) uint16_t sB[kStages][BN * kBK];
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int64_t M = int64_t(a.N) * a.OD * a.OH * a.OW;
+  const int64_t m_base = int64_t(blockIdx.x) * kBM;
+  const int n_base = blockIdx.y * BN;
+  const int CC = a.C / kBK;
+  const int KT = a.taps * CC;
+
+  // Per-row gather state for this thread's 4 A rows: sample, first input coordinate of tap (0,0,0), validity.
+  int rn[4], rz[4], ry[4], rx[4];
+  bool rv[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int64_t m = m_base + (tid >> 2) + 32 * i;
+    rv[i] = m < M;
+    int64_t r = rv[i] ? m : 0;
+    const int ow = static_cast<int>(r % a.OW); r /= a.OW;
+    const int oh = static_cast<int>(r % a.OH); r /= a.OH;
+    const int od = static_cast<int>(r % a.OD);
+    rn[i] = static_cast<int>(r / a.OD);
+    rz[i] = od * a.s0 - a.p0;
+    ry[i] = oh * a.s1 - a.p1;
+    rx[i] = ow * a.s2 - a.p2;
+  }
+  const int a_chunk = tid & 3;
+
+  auto load_stage = [&](int stage, int kt) {
+    const int tap = kt / CC;
+    const int c0 = (kt - tap * CC) * kBK;
+    const int t = tap / (a.KH * a.KW), rr = (tap / a.KW) % a.KH, s = tap % a.KW;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int row = (tid >> 2) + 32 * i;
+      const int iz = rz[i] + t * a.d0, iy = ry[i] + rr * a.d1, ix = rx[i] + s * a.d2;
+      const bool ok = rv[i] && iz >= 0 && iz < a.D && iy >= 0 && iy < a.H && ix >= 0 && ix < a.W;
+      const uint16_t* src =
+          ok ? x + ((((int64_t(rn[i]) * a.D + iz) * a.H + iy) * a.W + ix) * a.C + c0 + a_chunk * 8) : x;
+      cp_async16(&sA[stage][swz(row, a_chunk)], src, ok);
+    }
+#pragma unroll
+    for (int j = 0; j < BN / 32; ++j) {
+      const int idx = tid + kV2Threads * j;
+      const int row = idx >> 2, chunk = idx & 3;
+      const uint16_t* src = w + ((int64_t(n_base + row) * a.taps + tap) * a.C + c0 + chunk * 8);
+      cp_async16(&sB[stage][swz(row, chunk)], src, true);
+    }
+  };
+
+  float acc[2][kNT][4];
+#pragma unroll
+  for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+    for (int ni = 0; ni < kNT; ++ni)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) acc[mi][ni][q] = 0.f;
+
+#pragma unroll
+  for (int st = 0; st < kStages - 1; ++st) {
+    if (st < KT) load_stage(st, st);
+    cp_async_commit();
+  }
+
+  const int warp_m = warp * 32;
+  for (int kt = 0; kt < KT; ++kt) {
+    cp_async_wait<kStages - 2>();  // stage kt has landed (for this thread) ...
+    __syncthreads();               // ... and for all threads; everyone is done with stage kt-1
+    const int pre = kt + kStages - 1;
+    if (pre < KT) load_stage(pre % kStages, pre);
+    cp_async_commit();  // always commit (possibly empty) so the group count stays in step
+    const uint16_t* tA = sA[kt % kStages];
+    const uint16_t* tB = sB[kt % kStages];
+#pragma unroll
+    for (int kk = 0; kk < 2; ++kk) {
+      unsigned af[2][4];
+#pragma unroll
+      for (int mi = 0; mi < 2; ++mi)
+        ldmatrix_x4(af[mi], &tA[swz(warp_m + mi * 16 + (lane & 15), kk * 2 + (lane >> 4))]);
+      unsigned bf[kNT][2];
+#pragma unroll
+      for (int nj = 0; nj < kNT / 2; ++nj) {
+        unsigned r[4];
+        ldmatrix_x4(r, &tB[swz(nj * 16 + (lane & 7) + ((lane >> 4) << 3), kk * 2 + ((lane >> 3) & 1))]);
+        bf[2 * nj][0] = r[0];
+        bf[2 * nj][1] = r[1];
+        bf[2 * nj + 1][0] = r[2];
+        bf[2 * nj + 1][1] = r[3];
+      }
+#pragma unroll
+      for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+        for (int ni = 0; ni < kNT; ++ni) mma_16816<kBf16>(acc[mi][ni], af[mi], bf[ni][0], bf[ni][1]);
+    }
+  }
+  cp_async_wait<0>();
+
+  // Epilogue: accumulator fragment (row g / g+8, columns 2t, 2t+1) -> two packed 16-bit values per store.
+#pragma unroll
+  for (int mi = 0; mi < 2; ++mi) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int64_t m = m_base + warp_m + mi * 16 + (lane >> 2) + half * 8;
+      if (m >= M) continue;
+#pragma unroll
+      for (int ni = 0; ni < kNT; ++ni) {
+        const int col = n_base + ni * 8 + (lane & 3) * 2;
+        *reinterpret_cast<unsigned*>(y + m * a.K + col) =
+            pack2<kBf16>(acc[mi][ni][half * 2], acc[mi][ni][half * 2 + 1]);
+      }
+    }
+  }
+}
+
+// ==== host side ============================================================================================
+St storage(DType t) {
+  switch (t) {
+    case DType::F32: return St::F32;
+    case DType::F16: return St::F16;
+    case DType::BF16: return St::BF16;
+    default: throw Error(str("conv3d (CUDA): unsupported storage dtype ", dtype_name(t), " (f32, f16 or bf16)"));
+  }
+}
+
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+bool v2_supports(const Conv3dParams& p, DType dtype, std::string* why) {
+  auto no = [&](const std::string& s) {
+    if (why) *why = s;
+    return false;
+  };
+  if (dtype != DType::F16 && dtype != DType::BF16) return no(str("v2 needs f16 or bf16 storage, got ", dtype_name(dtype)));
+  if (p.C % kBK != 0) return no(str("v2 needs C % 32 == 0, got C = ", p.C));
+  if (p.K % 32 != 0) return no(str("v2 needs K % 32 == 0, got K = ", p.K));
+  if (p.out_voxels() / kBM + 1 > 2147483647LL) return no("v2: too many output voxels for the grid");
+  return true;
+}
+
+void launch_fprop_v1(const Conv3dParams& p, St s, const void* x, const void* w, void* y, cudaStream_t stream) {
+  const ConvArgs a = make_args(p);
+  const int64_t work = p.out_voxels() * ((p.K + kG - 1) / kG);
+  const unsigned blocks = grid_1d(work, 128);
+  switch (s) {
+    case St::F32: conv3d_fprop_kernel_v1<St::F32><<<blocks, 128, 0, stream>>>(a, x, w, y); break;
+    case St::F16: conv3d_fprop_kernel_v1<St::F16><<<blocks, 128, 0, stream>>>(a, x, w, y); break;
+    case St::BF16: conv3d_fprop_kernel_v1<St::BF16><<<blocks, 128, 0, stream>>>(a, x, w, y); break;
+  }
+  DEX_LAUNCH_CHECK("conv3d_fprop_kernel_v1", stream);
+}
+
+void launch_dgrad_v1(const Conv3dParams& p, St s, const void* dy, const void* w, void* dx, bool acc,
+                     cudaStream_t stream) {
+  const ConvArgs a = make_args(p);
+  const int64_t work = p.in_elems() / p.C * ((p.C + kG - 1) / kG);
+  const unsigned blocks = grid_1d(work, 128);
+  switch (s) {
+    case St::F32: conv3d_dgrad_kernel_v1<St::F32><<<blocks, 128, 0, stream>>>(a, dy, w, dx, acc); break;
+    case St::F16: conv3d_dgrad_kernel_v1<St::F16><<<blocks, 128, 0, stream>>>(a, dy, w, dx, acc); break;
+    case St::BF16: conv3d_dgrad_kernel_v1<St::BF16><<<blocks, 128, 0, stream>>>(a, dy, w, dx, acc); break;
+  }
+  DEX_LAUNCH_CHECK("conv3d_dgrad_kernel_v1", stream);
+}
+
+void launch_wgrad_v1(const Conv3dParams& p, St s, const void* x, const void* dy, float* dw, bool acc,
+                     cudaStream_t stream) {
+  const ConvArgs a = make_args(p);
+  const int64_t blocks = int64_t(p.K) * p.taps() * ((p.C + 31) / 32);
+  DEX_CHECK(blocks <= 2147483647LL, "conv3d_wgrad_cuda: too many weight blocks");
+  const dim3 block(32, kWBY);
+  switch (s) {
+    case St::F32: conv3d_wgrad_kernel_v1<St::F32><<<unsigned(blocks), block, 0, stream>>>(a, x, dy, dw, acc); break;
+    case St::F16: conv3d_wgrad_kernel_v1<St::F16><<<unsigned(blocks), block, 0, stream>>>(a, x, dy, dw, acc); break;
+    case St::BF16: conv3d_wgrad_kernel_v1<St::BF16><<<unsigned(blocks), block, 0, stream>>>(a, x, dy, dw, acc); break;
+  }
+  DEX_LAUNCH_CHECK("conv3d_wgrad_kernel_v1", stream);
+}
+
+void check_problem(const Conv3dParams& p, const char* what) {
+  p.validate();
+  DEX_CHECK(p.out_voxels() > 0, what, ": empty output (", p.OD(), "x", p.OH(), "x", p.OW(), ")");
+}
+
+}  // namespace
+
+// ---- fp32 (Backend table) --------------------------------------------------------------------------------
+size_t conv3d_workspace_bytes_cuda(const Conv3dParams&) { return 0; }
+
+void conv3d_fprop_cuda(const Conv3dParams& p, const float* x, const float* w, float* y, void*, cudaStream_t stream) {
+  check_problem(p, "conv3d_fprop_cuda");
+  launch_fprop_v1(p, St::F32, x, w, y, stream);
+}
+void conv3d_dgrad_cuda(const Conv3dParams& p, const float* dy, const float* w, float* dx, GradMode mode, void*,
+                       cudaStream_t stream) {
+  check_problem(p, "conv3d_dgrad_cuda");
+  launch_dgrad_v1(p, St::F32, dy, w, dx, mode == GradMode::Accumulate, stream);
+}
+void conv3d_wgrad_cuda(const Conv3dParams& p, const float* x, const float* dy, float* dw, GradMode mode, void*,
+                       cudaStream_t stream) {
+  check_problem(p, "conv3d_wgrad_cuda");
+  launch_wgrad_v1(p, St::F32, x, dy, dw, mode == GradMode::Accumulate, stream);
+}
+
+// ---- f16 / bf16 storage ---------------------------------------------------------------------------------------
+bool conv3d_fprop_cuda_supports(const Conv3dParams& p, DType dtype, ConvVariant v, std::string* why) {
+  if (dtype != DType::F32 && dtype != DType::F16 && dtype != DType::BF16) {
+    if (why) *why = str("unsupported storage dtype ", dtype_name(dtype));
+    return false;
+  }
+  if (v == ConvVariant::Mma) return v2_supports(p, dtype, why);
+  return true;  // Direct and Best (which falls back to Direct) take every valid shape
+}
+
+void conv3d_fprop_cuda(const Conv3dParams& p, DType dtype, const void* x, const void* w, void* y, ConvVariant v,
+                       cudaStream_t stream) {
+  check_problem(p, "conv3d_fprop_cuda");
+  std::string why;
+  DEX_CHECK(conv3d_fprop_cuda_supports(p, dtype, v, &why), "conv3d_fprop_cuda (", conv_variant_name(v), "): ", why);
+  const bool use_v2 = v == ConvVariant::Mma || (v == ConvVariant::Best && v2_supports(p, dtype, nullptr) &&
+                                                aligned16(x) && aligned16(w) && aligned16(y));
+  if (!use_v2) {
+    launch_fprop_v1(p, storage(dtype), x, w, y, stream);
+    return;
+  }
+  DEX_CHECK(aligned16(x) && aligned16(w) && aligned16(y), "conv3d_fprop_cuda (v2): x, w and y must be 16-byte aligned");
+  const ConvArgs a = make_args(p);
+  const bool bf = dtype == DType::BF16;
+  const auto* xs = static_cast<const uint16_t*>(x);
+  const auto* ws = static_cast<const uint16_t*>(w);
+  auto* ys = static_cast<uint16_t*>(y);
+  const unsigned gm = static_cast<unsigned>((p.out_voxels() + kBM - 1) / kBM);
+  if (p.K % 64 == 0) {
+    const dim3 grid(gm, p.K / 64);
+    if (bf) conv3d_fprop_kernel_v2<true, 64><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys);
+    else conv3d_fprop_kernel_v2<false, 64><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys);
+  } else {
+    const dim3 grid(gm, p.K / 32);
+    if (bf) conv3d_fprop_kernel_v2<true, 32><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys);
+    else conv3d_fprop_kernel_v2<false, 32><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys);
+  }
+  DEX_LAUNCH_CHECK("conv3d_fprop_kernel_v2", stream);
+}
+
+bool conv3d_dgrad_cuda_supports(const Conv3dParams&, DType dtype, ConvVariant v, std::string* why) {
+  if (v == ConvVariant::Mma) {
+    if (why) *why = "dgrad has no v2 (mma) variant yet; use v1 (Direct) or Best";
+    return false;
+  }
+  if (dtype != DType::F32 && dtype != DType::F16 && dtype != DType::BF16) {
+    if (why) *why = str("unsupported storage dtype ", dtype_name(dtype));
+    return false;
+  }
+  return true;
+}
+void conv3d_dgrad_cuda(const Conv3dParams& p, DType dtype, const void* dy, const void* w, void* dx, GradMode mode,
+                       ConvVariant v, cudaStream_t stream) {
+  check_problem(p, "conv3d_dgrad_cuda");
+  std::string why;
+  DEX_CHECK(conv3d_dgrad_cuda_supports(p, dtype, v, &why), "conv3d_dgrad_cuda (", conv_variant_name(v), "): ", why);
+  launch_dgrad_v1(p, storage(dtype), dy, w, dx, mode == GradMode::Accumulate, stream);
+}
+
+bool conv3d_wgrad_cuda_supports(const Conv3dParams&, DType dtype, ConvVariant v, std::string* why) {
+  if (v == ConvVariant::Mma) {
+    if (why) *why = "wgrad has no v2 (mma) variant yet; use v1 (Direct) or Best";
+    return false;
+  }
+  if (dtype != DType::F32 && dtype != DType::F16 && dtype != DType::BF16) {
+    if (why) *why = str("unsupported storage dtype ", dtype_name(dtype));
+    return false;
+  }
+  return true;
+}
+void conv3d_wgrad_cuda(const Conv3dParams& p, DType dtype, const void* x, const void* dy, float* dw, GradMode mode,
+                       ConvVariant v, cudaStream_t stream) {
+  check_problem(p, "conv3d_wgrad_cuda");
+  std::string why;
+  DEX_CHECK(conv3d_wgrad_cuda_supports(p, dtype, v, &why), "conv3d_wgrad_cuda (", conv_variant_name(v), "): ", why);
+  launch_wgrad_v1(p, storage(dtype), x, dy, dw, mode == GradMode::Accumulate, stream);
+}
+
+}  // namespace dex

@@ -1,0 +1,49 @@
+// Shared by conv3d.cu and conv_transpose3d.cu: storage-type load/store helpers and the flat argument struct.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kernels/common.h"
+
+namespace dex {
+
+// Storage type of activations/weights in a kernel instantiation; accumulation is always fp32.
+enum class St { F32, F16, BF16 };
+
+template <St S>
+__device__ __forceinline__ float ld_st(const void* p, int64_t i) {
+  if constexpr (S == St::F32) {
+    return static_cast<const float*>(p)[i];
+  } else if constexpr (S == St::F16) {
+    return __half2float(static_cast<const __half*>(p)[i]);
+  } else {
+    return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
+  }
+}
+template <St S>
+__device__ __forceinline__ void st_st(void* p, int64_t i, float v) {
+  if constexpr (S == St::F32) {
+    static_cast<float*>(p)[i] = v;
+  } else if constexpr (S == St::F16) {
+    static_cast<__half*>(p)[i] = __float2half_rn(v);
+  } else {
+    static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v);
+  }
+}
+// dst = v (overwrite) or dst += v (accumulate, in fp32, then rounded to the storage type).
+template <St S>
+__device__ __forceinline__ void st_grad(void* p, int64_t i, float v, bool accumulate) {
+  st_st<S>(p, i, accumulate ? ld_st<S>(p, i) + v : v);
+}
+
+// Plain-old-data copy of a conv problem for kernel arguments (output extents precomputed).
+struct ConvArgs {
+  int N, C, K, D, H, W, OD, OH, OW, KD, KH, KW;
+  int s0, s1, s2, p0, p1, p2, d0, d1, d2;
+  int taps;
+};
+
+}  // namespace dex

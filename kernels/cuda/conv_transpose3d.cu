@@ -1,0 +1,198 @@
+// CUDA transposed 3D convolution (kernels/conv_transpose3d.h): NDHWC, weights [K][KD][KH][KW][C] with K = output
+// channels. y[n, i*s + tap - pad][k] += x[n, i][c] * w[k][tap][c].
+// Variants:
+//   v1 Direct  fprop (fp32 | f16 | bf16 storage): thread = (output voxel, 8 output channels), gathering the taps whose
+//              (o + pad - tap) divides by the stride; dgrad: thread = (input voxel, 8 input channels); wgrad: one
+//              (32-channel x 8-slice) block per (k, tap, channel chunk), fixed-order column sums (deterministic).
+//   (planned v2: kernel == stride as one GEMM, M = coarse voxels, N = taps x K, K-dim = C; KERNELS.md §3.)
+#include <cuda_runtime.h>
+
+#include "kernels/cuda/conv_common.cuh"
+#include "kernels/cuda/cuda_utils.cuh"
+#include "kernels/cuda/ops_cuda.h"
+
+namespace dex {
+namespace {
+
+constexpr int kG = 8;
+constexpr int kWBY = 8;
+
+ConvArgs make_args(const ConvTranspose3dParams& p) {
+  ConvArgs a{};
+  a.N = p.N; a.C = p.C; a.K = p.K; a.D = p.D; a.H = p.H; a.W = p.W;
+  a.OD = p.OD(); a.OH = p.OH(); a.OW = p.OW();
+  a.KD = p.KD; a.KH = p.KH; a.KW = p.KW;
+  a.s0 = p.stride[0]; a.s1 = p.stride[1]; a.s2 = p.stride[2];
+  a.p0 = p.pad[0]; a.p1 = p.pad[1]; a.p2 = p.pad[2];
+  a.d0 = a.d1 = a.d2 = 1;
+  a.taps = p.KD * p.KH * p.KW;
+  return a;
+}
+
+template <St S>
+__global__ void conv_transpose3d_fprop_kernel_v1(ConvArgs a, const void* x, const void* w, void* y) {
+  const int KG = (a.K + kG - 1) / kG;
+  const int64_t M = int64_t(a.N) * a.OD * a.OH * a.OW;
+  for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < M * KG;
+       idx += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t m = idx / KG;
+    const int k0 = static_cast<int>(idx - m * KG) * kG;
+    int64_t r = m;
+    const int ow = static_cast<int>(r % a.OW); r /= a.OW;
+    const int oh = static_cast<int>(r % a.OH); r /= a.OH;
+    const int od = static_cast<int>(r % a.OD);
+    const int n = static_cast<int>(r / a.OD);
+    float acc[kG];
+    for (int j = 0; j < kG; ++j) acc[j] = 0.f;
+    for (int t = 0; t < a.KD; ++t) {
+      const int zz = od + a.p0 - t;
+      if (zz < 0 || zz % a.s0 != 0 || zz / a.s0 >= a.D) continue;
+      for (int rr = 0; rr < a.KH; ++rr) {
+        const int yy = oh + a.p1 - rr;
+        if (yy < 0 || yy % a.s1 != 0 || yy / a.s1 >= a.H) continue;
+        for (int s = 0; s < a.KW; ++s) {
+          const int xx = ow + a.p2 - s;
+          if (xx < 0 || xx % a.s2 != 0 || xx / a.s2 >= a.W) continue;
+          const int tap = (t * a.KH + rr) * a.KW + s;
+          const int64_t xo = (((int64_t(n) * a.D + zz / a.s0) * a.H + yy / a.s1) * a.W + xx / a.s2) * a.C;
+          for (int c = 0; c < a.C; ++c) {
+            const float xv = ld_st<S>(x, xo + c);
+#pragma unroll
+            for (int j = 0; j < kG; ++j)
+              if (k0 + j < a.K) acc[j] += xv * ld_st<S>(w, (int64_t(k0 + j) * a.taps + tap) * a.C + c);
+          }
+        }
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < kG; ++j)
+      if (k0 + j < a.K) st_st<S>(y, m * a.K + k0 + j, acc[j]);
+  }
+}
+
+__global__ void conv_transpose3d_dgrad_kernel_v1(ConvArgs a, const float* dy, const float* w, float* dx,
+                                                 bool accumulate) {
+  const int CG = (a.C + kG - 1) / kG;
+  const int64_t V = int64_t(a.N) * a.D * a.H * a.W;
+  for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < V * CG;
+       idx += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t v = idx / CG;
+    const int c0 = static_cast<int>(idx - v * CG) * kG;
+    int64_t r = v;
+    const int ix = static_cast<int>(r % a.W); r /= a.W;
+    const int iy = static_cast<int>(r % a.H); r /= a.H;
+    const int iz = static_cast<int>(r % a.D);
+    const int n = static_cast<int>(r / a.D);
+    float acc[kG];
+    for (int j = 0; j < kG; ++j) acc[j] = 0.f;
+    for (int t = 0; t < a.KD; ++t) {
+      const int od = iz * a.s0 - a.p0 + t;
+      if (od < 0 || od >= a.OD) continue;
+      for (int rr = 0; rr < a.KH; ++rr) {
+        const int oh = iy * a.s1 - a.p1 + rr;
+        if (oh < 0 || oh >= a.OH) continue;
+        for (int s = 0; s < a.KW; ++s) {
+          const int ow = ix * a.s2 - a.p2 + s;
+          if (ow < 0 || ow >= a.OW) continue;
+          const int tap = (t * a.KH + rr) * a.KW + s;
+          const int64_t oo = (((int64_t(n) * a.OD + od) * a.OH + oh) * a.OW + ow) * a.K;
+          for (int k = 0; k < a.K; ++k) {
+            const float g = dy[oo + k];
+            const int64_t wo = (int64_t(k) * a.taps + tap) * a.C + c0;
+#pragma unroll
+            for (int j = 0; j < kG; ++j)
+              if (c0 + j < a.C) acc[j] += g * w[wo + j];
+          }
+        }
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < kG; ++j)
+      if (c0 + j < a.C) store_grad(&dx[v * a.C + c0 + j], acc[j], accumulate);
+  }
+}
+
+__global__ void conv_transpose3d_wgrad_kernel_v1(ConvArgs a, const float* x, const float* dy, float* dw,
+                                                 bool accumulate) {
+  __shared__ double red[32 * kWBY];
+  const int CC = (a.C + 31) / 32;
+  const int c = (blockIdx.x % CC) * 32 + threadIdx.x;
+  const int tap = static_cast<int>((blockIdx.x / CC) % a.taps);
+  const int k = static_cast<int>(blockIdx.x / (int64_t(CC) * a.taps));
+  const int t = tap / (a.KH * a.KW), rr = (tap / a.KW) % a.KH, s = tap % a.KW;
+  const int64_t V = int64_t(a.N) * a.D * a.H * a.W;
+  float acc = 0.f;
+  if (c < a.C) {
+    for (int64_t v = threadIdx.y; v < V; v += kWBY) {
+      int64_t r = v;
+      const int ix = static_cast<int>(r % a.W); r /= a.W;
+      const int iy = static_cast<int>(r % a.H); r /= a.H;
+      const int iz = static_cast<int>(r % a.D);
+      const int n = static_cast<int>(r / a.D);
+      const int od = iz * a.s0 - a.p0 + t, oh = iy * a.s1 - a.p1 + rr, ow = ix * a.s2 - a.p2 + s;
+      if (od < 0 || od >= a.OD || oh < 0 || oh >= a.OH || ow < 0 || ow >= a.OW) continue;
+      const int64_t oo = (((int64_t(n) * a.OD + od) * a.OH + oh) * a.OW + ow) * a.K + k;
+      acc += x[v * a.C + c] * dy[oo];
+    }
+  }
+  const double sum = column_sum<kWBY>(double(acc), red);
+  if (c < a.C && threadIdx.y == 0) {
+    const int64_t o = (int64_t(k) * a.taps + tap) * a.C + c;
+    dw[o] = accumulate ? dw[o] + static_cast<float>(sum) : static_cast<float>(sum);
+  }
+}
+
+void check_problem(const ConvTranspose3dParams& p, const char* what) {
+  p.validate();
+  DEX_CHECK(p.OD() > 0 && p.OH() > 0 && p.OW() > 0, what, ": empty output");
+}
+
+void launch_fprop(const ConvTranspose3dParams& p, St s, const void* x, const void* w, void* y, cudaStream_t stream) {
+  check_problem(p, "conv_transpose3d_fprop_cuda");
+  const ConvArgs a = make_args(p);
+  const int64_t work = p.out_elems() / p.K * ((p.K + kG - 1) / kG);
+  const unsigned blocks = grid_1d(work, 128);
+  switch (s) {
+    case St::F32: conv_transpose3d_fprop_kernel_v1<St::F32><<<blocks, 128, 0, stream>>>(a, x, w, y); break;
+    case St::F16: conv_transpose3d_fprop_kernel_v1<St::F16><<<blocks, 128, 0, stream>>>(a, x, w, y); break;
+    case St::BF16: conv_transpose3d_fprop_kernel_v1<St::BF16><<<blocks, 128, 0, stream>>>(a, x, w, y); break;
+  }
+  DEX_LAUNCH_CHECK("conv_transpose3d_fprop_kernel_v1", stream);
+}
+
+}  // namespace
+
+void conv_transpose3d_fprop_cuda(const ConvTranspose3dParams& p, const float* x, const float* w, float* y,
+                                 cudaStream_t stream) {
+  launch_fprop(p, St::F32, x, w, y, stream);
+}
+
+void conv_transpose3d_fprop_cuda(const ConvTranspose3dParams& p, DType dtype, const void* x, const void* w, void* y,
+                                 cudaStream_t stream) {
+  DEX_CHECK(dtype == DType::F32 || dtype == DType::F16 || dtype == DType::BF16,
+            "conv_transpose3d_fprop_cuda: unsupported storage dtype ", dtype_name(dtype));
+  launch_fprop(p, dtype == DType::F32 ? St::F32 : dtype == DType::F16 ? St::F16 : St::BF16, x, w, y, stream);
+}
+
+void conv_transpose3d_dgrad_cuda(const ConvTranspose3dParams& p, const float* dy, const float* w, float* dx,
+                                 GradMode mode, cudaStream_t stream) {
+  check_problem(p, "conv_transpose3d_dgrad_cuda");
+  const ConvArgs a = make_args(p);
+  const int64_t work = p.in_elems() / p.C * ((p.C + kG - 1) / kG);
+  conv_transpose3d_dgrad_kernel_v1<<<grid_1d(work, 128), 128, 0, stream>>>(a, dy, w, dx,
+                                                                           mode == GradMode::Accumulate);
+  DEX_LAUNCH_CHECK("conv_transpose3d_dgrad_kernel_v1", stream);
+}
+
+void conv_transpose3d_wgrad_cuda(const ConvTranspose3dParams& p, const float* x, const float* dy, float* dw,
+                                 GradMode mode, cudaStream_t stream) {
+  check_problem(p, "conv_transpose3d_wgrad_cuda");
+  const ConvArgs a = make_args(p);
+  const int64_t blocks = int64_t(p.K) * p.taps() * ((p.C + 31) / 32);
+  DEX_CHECK(blocks <= 2147483647LL, "conv_transpose3d_wgrad_cuda: too many weight blocks");
+  conv_transpose3d_wgrad_kernel_v1<<<unsigned(blocks), dim3(32, kWBY), 0, stream>>>(a, x, dy, dw,
+                                                                                    mode == GradMode::Accumulate);
+  DEX_LAUNCH_CHECK("conv_transpose3d_wgrad_kernel_v1", stream);
+}
+
+}  // namespace dex

@@ -1,0 +1,109 @@
+// The CUDA backend's ops, named after their CPU references (kernels/cpu) as <op>_<pass>_cuda. All pointers are
+// device pointers unless a comment says otherwise; every launcher takes the stream last, checks its inputs on the
+// host and ends with DEX_LAUNCH_CHECK. Reductions are deterministic (fixed-order block reductions, no float
+// atomics), so running an op twice gives bitwise-identical results.
+//
+// Low-precision storage (DType::F16 / DType::BF16, uint16_t bit patterns) accumulates in fp32. Activations and
+// activation gradients are stored in the storage dtype; weight gradients are fp32 (they feed fp32 master weights).
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <string>
+
+#include "kernels/adam.h"
+#include "kernels/conv3d.h"
+#include "kernels/conv_transpose3d.h"
+#include "kernels/dice_ce.h"
+#include "kernels/elementwise.h"
+
+namespace dex {
+
+// ---- instance_norm.cu, leaky_relu.cu, add.cu, bias_add.cu, concat.cu, softmax.cu, convert.cu ---------------
+void instance_norm_fwd_cuda(const InstanceNormParams& p, const float* x, const float* gamma, const float* beta,
+                            float* y, float* mean, float* rstd, cudaStream_t stream = nullptr);
+void instance_norm_bwd_cuda(const InstanceNormParams& p, const float* x, const float* dy, const float* mean,
+                            const float* rstd, const float* gamma, float* dx, float* dgamma, float* dbeta,
+                            GradMode mode = GradMode::Overwrite, cudaStream_t stream = nullptr);
+void leaky_relu_fwd_cuda(int64_t n, float slope, const float* x, float* y, cudaStream_t stream = nullptr);
+void leaky_relu_bwd_cuda(int64_t n, float slope, const float* x, const float* dy, float* dx,
+                         GradMode mode = GradMode::Overwrite, cudaStream_t stream = nullptr);
+void add_fwd_cuda(int64_t n, const float* a, const float* b, float* y, cudaStream_t stream = nullptr);
+void add_bwd_cuda(int64_t n, const float* dy, float* da, float* db, GradMode mode = GradMode::Overwrite,
+                  cudaStream_t stream = nullptr);
+void bias_add_fwd_cuda(int64_t voxels, int C, const float* bias, float* y, cudaStream_t stream = nullptr);
+void bias_add_bwd_cuda(int64_t voxels, int C, const float* dy, float* dbias, cudaStream_t stream = nullptr);
+void concat_fwd_cuda(int64_t voxels, int Ca, int Cb, const float* a, const float* b, float* y,
+                     cudaStream_t stream = nullptr);
+void concat_bwd_cuda(int64_t voxels, int Ca, int Cb, const float* dy, float* da, float* db,
+                     GradMode mode = GradMode::Overwrite, cudaStream_t stream = nullptr);
+void softmax_fwd_cuda(int64_t voxels, int C, const float* x, float* y, cudaStream_t stream = nullptr);
+void softmax_bwd_cuda(int64_t voxels, int C, const float* y, const float* dy, float* dx,
+                      cudaStream_t stream = nullptr);
+void argmax_cuda(int64_t voxels, int C, const float* x, uint8_t* out, cudaStream_t stream = nullptr);
+void convert_f32_to_f16_cuda(int64_t n, const float* src, uint16_t* dst, cudaStream_t stream = nullptr);
+void convert_f16_to_f32_cuda(int64_t n, const uint16_t* src, float* dst, cudaStream_t stream = nullptr);
+void convert_f32_to_bf16_cuda(int64_t n, const float* src, uint16_t* dst, cudaStream_t stream = nullptr);
+void convert_bf16_to_f32_cuda(int64_t n, const uint16_t* src, float* dst, cudaStream_t stream = nullptr);
+
+// ---- dice_ce.cu: the loss comes back on the host (the call synchronises `stream`). -----------------
+DiceCEResult dice_ce_fwd_bwd_cuda(const DiceCEParams& p, const float* logits, const uint8_t* target, float* dlogits,
+                                  float grad_scale = 1.0f, cudaStream_t stream = nullptr);
+
+// ---- adam.cu ------------------------------------------------------------------------------------------
+void adam_step_cuda(const AdamParams& a, int64_t step, int64_t n, float* param, const float* grad, float* m, float* v,
+                    float grad_scale = 1.0f, cudaStream_t stream = nullptr);
+
+// ---- conv3d.cu ----------------------------------------------------------------------------------------
+// Variants (STYLE.md §1; the file header of conv3d.cu lists them):
+//   Direct: v1, one thread per output voxel x 8 output channels (fp32 accumulate), the readable oracle.
+//   Mma:    v2, implicit GEMM on tensor cores, mma.sync.m16n8k16 + cp.async (3 stages) + ldmatrix (fprop only).
+//   Best:   the fastest variant that supports the case.
+enum class ConvVariant { Best, Direct, Mma };
+const char* conv_variant_name(ConvVariant v);
+
+// fp32 (the Backend table's precision): direct kernels, deterministic; no workspace.
+size_t conv3d_workspace_bytes_cuda(const Conv3dParams& p);
+void conv3d_fprop_cuda(const Conv3dParams& p, const float* x, const float* w, float* y, void* workspace = nullptr,
+                       cudaStream_t stream = nullptr);
+void conv3d_dgrad_cuda(const Conv3dParams& p, const float* dy, const float* w, float* dx,
+                       GradMode mode = GradMode::Overwrite, void* workspace = nullptr, cudaStream_t stream = nullptr);
+void conv3d_wgrad_cuda(const Conv3dParams& p, const float* x, const float* dy, float* dw,
+                       GradMode mode = GradMode::Accumulate, void* workspace = nullptr, cudaStream_t stream = nullptr);
+
+// fp16 / bf16 storage (dtype F16 or BF16), fp32 accumulation. x, w, y, dy, dx in the storage dtype; dw is fp32.
+// `*_supports` is the capability check (why receives the reason when false); the launchers throw dex::Error
+// with that reason for an unsupported case.
+bool conv3d_fprop_cuda_supports(const Conv3dParams& p, DType dtype, ConvVariant v = ConvVariant::Best,
+                                std::string* why = nullptr);
+void conv3d_fprop_cuda(const Conv3dParams& p, DType dtype, const void* x, const void* w, void* y,
+                       ConvVariant v = ConvVariant::Best, cudaStream_t stream = nullptr);
+bool conv3d_dgrad_cuda_supports(const Conv3dParams& p, DType dtype, ConvVariant v = ConvVariant::Best,
+                                std::string* why = nullptr);
+void conv3d_dgrad_cuda(const Conv3dParams& p, DType dtype, const void* dy, const void* w, void* dx, GradMode mode,
+                       ConvVariant v = ConvVariant::Best, cudaStream_t stream = nullptr);
+bool conv3d_wgrad_cuda_supports(const Conv3dParams& p, DType dtype, ConvVariant v = ConvVariant::Best,
+                                std::string* why = nullptr);
+void conv3d_wgrad_cuda(const Conv3dParams& p, DType dtype, const void* x, const void* dy, float* dw, GradMode mode,
+                       ConvVariant v = ConvVariant::Best, cudaStream_t stream = nullptr);
+
+// ---- conv_transpose3d.cu (fp32, direct, deterministic) ---------------------------------------------------
+void conv_transpose3d_fprop_cuda(const ConvTranspose3dParams& p, const float* x, const float* w, float* y,
+                                 cudaStream_t stream = nullptr);
+void conv_transpose3d_dgrad_cuda(const ConvTranspose3dParams& p, const float* dy, const float* w, float* dx,
+                                 GradMode mode = GradMode::Overwrite, cudaStream_t stream = nullptr);
+void conv_transpose3d_wgrad_cuda(const ConvTranspose3dParams& p, const float* x, const float* dy, float* dw,
+                                 GradMode mode = GradMode::Accumulate, cudaStream_t stream = nullptr);
+// fp16 / bf16 storage, fp32 accumulation (dw fp32): the same direct kernels on 16-bit storage.
+void conv_transpose3d_fprop_cuda(const ConvTranspose3dParams& p, DType dtype, const void* x, const void* w, void* y,
+                                 cudaStream_t stream = nullptr);
+
+// ---- click_guidance.cu ------------------------------------------------------------------------------------
+// The DeepEdit guidance heatmap of one label (spec §3.9) on a D x H x W grid (x fastest = W): every point
+// (host array of n_points (d, h, w) triples) with any coordinate < 0 is skipped, the others are clamped into the
+// grid and set to 1; the volume is smoothed by the separable 25-tap erf-Gaussian (sigma, truncated = 4, zero
+// padding) and min-max normalised (a constant result: all 1). No valid point: all zeros. `work`: D*H*W floats.
+void click_heatmap_cuda(int D, int H, int W, const int* points_host, int n_points, float sigma, float* out,
+                        float* work, cudaStream_t stream = nullptr);
+
+}  // namespace dex
