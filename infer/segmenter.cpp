@@ -1,0 +1,112 @@
+#include "infer/segmenter.h"
+
+#include "autograd/tape.h"
+#include "data/click_guidance.h"
+#include "kernels/backend.h"
+
+namespace dex {
+
+Segmenter::Segmenter(const std::string& model_path, const SegmenterOptions& options) : m_options(options) {
+  std::string why;
+  DEX_INPUT_CHECK(backend_available(options.device, &why), "device '", device_name(options.device),
+                  "' is not available: ", why);
+  DEX_INPUT_CHECK(options.precision == Precision::FP32 || options.device == Device::CUDA,
+                  "precision fp16 needs --device cuda (the CPU path is fp32)");
+  DEX_INPUT_CHECK(options.precision == Precision::FP32,
+                  "precision fp16 needs the fused fp16 inference plan, which this build does not have yet; use fp32");
+  LoadedModel m = load_model(model_path);
+  m_info = m.info;
+  DEX_INPUT_CHECK(m_info.arch.in_channels == 3 && m_info.arch.out_channels == 2, "model '", model_path,
+                  "' has ", m_info.arch.in_channels, " input and ", m_info.arch.out_channels,
+                  " output channels; DeepEdit needs 3 (CT, spleen clicks, background clicks) and 2");
+  m_net = std::make_unique<DynUNet>(m_info.arch, options.device);
+  load_weights_into(*m_net, m, model_path);
+  auto ts = m_info.arch.total_stride();
+  for (int a = 0; a < 3; ++a)
+    DEX_INPUT_CHECK(m_info.spatial_size[a] % ts[a] == 0, "model '", model_path, "': spatial_size ",
+                    m_info.spatial_size[a], " on axis ", a, " is not a multiple of the network's stride ", ts[a]);
+  m_arena = std::make_unique<Arena>(*backend(options.device).allocator, 0, "segmenter");
+}
+
+Segmenter::~Segmenter() = default;
+
+void Segmenter::set_image(const Volume& image) {
+  std::lock_guard<std::mutex> lock(m_mutex);
+  m_timer.clear();
+  PreprocessOptions opt;
+  opt.spatial_size = m_info.spatial_size;
+  opt.a_min = m_info.a_min;
+  opt.a_max = m_info.a_max;
+  opt.bundle_compat = m_options.bundle_click_mapping;
+  Preprocessed p = m_timer.time("preprocess", [&] { return preprocess_image(image, opt); });
+  m_record = p.record;
+  const int64_t n = p.ct.size();
+  m_input.assign(static_cast<size_t>(n) * 3, 0.f);
+  for (int64_t v = 0; v < n; ++v) m_input[v * 3] = p.ct.data[v];
+  m_has_image = true;
+}
+
+bool Segmenter::has_image() const {
+  std::lock_guard<std::mutex> lock(m_mutex);
+  return m_has_image;
+}
+
+Segmentation Segmenter::segment(const Clicks& clicks, bool with_probability) {
+  std::lock_guard<std::mutex> lock(m_mutex);
+  DEX_INPUT_CHECK(m_has_image, "segment() called before set_image()");
+  // Keep the preprocessing time of set_image, replace the per-segment stages.
+  double pre = m_timer.get("preprocess");
+  m_timer.clear();
+  if (pre > 0) m_timer.add("preprocess", pre);
+
+  Segmentation out;
+  const auto& ss = m_info.spatial_size;
+  const std::array<int, 3> shape{int(ss[0]), int(ss[1]), int(ss[2])};
+  const int64_t n = ss[0] * ss[1] * ss[2];
+  m_timer.time("heatmaps", [&] {
+    out.grid_clicks = map_clicks(clicks, m_record);
+    const std::vector<GridPoint>* lists[2] = {&out.grid_clicks.spleen, &out.grid_clicks.background};
+    for (int c = 0; c < 2; ++c) {
+      if (lists[c]->empty()) {
+        for (int64_t v = 0; v < n; ++v) m_input[v * 3 + 1 + c] = 0.f;
+      } else {
+        std::vector<float> h = gaussian_heatmap(*lists[c], shape, 3.f);
+        for (int64_t v = 0; v < n; ++v) m_input[v * 3 + 1 + c] = h[v];
+      }
+    }
+  });
+
+  const Backend& be = backend(m_options.device);
+  m_arena->reset();
+  Tape tape(*m_arena, m_options.device);
+  NoGradGuard no_grad(tape);
+  Tensor x = tape.alloc(ndhwc(1, ss[0], ss[1], ss[2], 3), false);
+  m_timer.time("upload", [&] {
+    be.copy(x.data, m_options.device, m_input.data(), Device::CPU, m_input.size() * sizeof(float), nullptr);
+  });
+  std::vector<float> logits;
+  m_timer.time("forward", [&] {
+    Tensor y = m_net->forward(tape, x);
+    logits.resize(static_cast<size_t>(y.numel()));
+    be.copy(logits.data(), Device::CPU, y.data, m_options.device, logits.size() * sizeof(float), nullptr);
+    be.synchronize(nullptr);
+  });
+  m_arena->reset();
+  Postprocessed post =
+      m_timer.time("way back", [&] { return postprocess_logits(logits.data(), OutputLayout::NDHWC, m_record); });
+  out.mask = std::move(post.mask);
+  if (with_probability) out.probability = std::move(post.prob_spleen);
+  return out;
+}
+
+StageTimer Segmenter::last_timings() const {
+  std::lock_guard<std::mutex> lock(m_mutex);
+  return m_timer;
+}
+
+size_t Segmenter::arena_peak_bytes() const {
+  std::lock_guard<std::mutex> lock(m_mutex);
+  return m_arena->peak();
+}
+
+}  // namespace dex

@@ -1,0 +1,68 @@
+// dex::Segmenter: the DeepEdit model loaded once, an image preprocessed once, then any number of segment() calls
+// (automatic: no clicks; interactive: clicks in the file's voxel indices). After set_image() the windowed CT
+// channel stays in the network's input buffer (on the device for CUDA): a new click recomputes only the two
+// heatmaps, one forward and the way back. Thread-safe per instance (calls on one instance serialise); no global
+// state. Errors are dex::InputError (the caller's input) or dex::Error.
+#pragma once
+#include <array>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "data/clicks.h"
+#include "data/nifti_io.h"
+#include "data/preprocess.h"
+#include "infer/stage_timer.h"
+#include "kernels/arena.h"
+#include "layers/model_file.h"
+
+namespace dex {
+
+enum class Precision { FP32, FP16 };
+
+struct SegmenterOptions {
+  Device device = Device::CPU;
+  Precision precision = Precision::FP32;  // FP16 only on CUDA
+  bool bundle_click_mapping = false;      // reproduce the bundle's §13.2 click mapping quirk (tests)
+};
+
+struct Segmentation {
+  LabelVolume mask;     // uint8 0/1, the input's grid and affine
+  Volume probability;   // spleen probability in the input's grid (filled when requested)
+  GridClicks grid_clicks;  // where the clicks landed on the network grid
+};
+
+class Segmenter {
+ public:
+  Segmenter(const std::string& model_path, const SegmenterOptions& options = {});
+  ~Segmenter();
+  Segmenter(const Segmenter&) = delete;
+  Segmenter& operator=(const Segmenter&) = delete;
+
+  // Preprocesses `image` (as read from its file: array order and affine of the file). Keeps the CT channel.
+  void set_image(const Volume& image);
+  bool has_image() const;
+  // Segments with `clicks` (empty: automatic mode). Clicks are validated against the image (InputError naming
+  // the click). `with_probability` also returns the spleen probability map.
+  Segmentation segment(const Clicks& clicks = {}, bool with_probability = false);
+
+  const ModelInfo& model_info() const { return m_info; }
+  const SegmenterOptions& options() const { return m_options; }
+  // Stage times of the last set_image + segment calls (orient/window/resize, heatmaps, upload, forward, way back).
+  StageTimer last_timings() const;
+  // Peak bytes of the per-forward arena so far.
+  size_t arena_peak_bytes() const;
+
+ private:
+  mutable std::mutex m_mutex;
+  SegmenterOptions m_options;
+  ModelInfo m_info;
+  std::unique_ptr<DynUNet> m_net;
+  std::unique_ptr<Arena> m_arena;
+  bool m_has_image = false;
+  PreprocessRecord m_record;
+  std::vector<float> m_input;  // NDHWC [D][H][W][3] host staging: channel 0 = CT (set once), 1-2 heatmaps
+  StageTimer m_timer;
+};
+
+}  // namespace dex

@@ -1,0 +1,149 @@
+#include "layers/model_file.h"
+
+#include <nlohmann/json.hpp>
+
+#include "layers/safetensors.h"
+#include "layers/torch_checkpoint.h"
+
+namespace dex {
+
+using nlohmann::json;
+
+namespace {
+json int3_list(const std::vector<Int3>& v) {
+  json a = json::array();
+  for (auto& x : v) a.push_back({x[0], x[1], x[2]});
+  return a;
+}
+std::vector<Int3> int3_list_from(const json& j, const std::string& key, const std::string& what) {
+  DEX_INPUT_CHECK(j.contains(key) && j[key].is_array(), what, ": '", key, "' must be a list of [d,h,w] triples");
+  std::vector<Int3> out;
+  for (auto& e : j[key]) {
+    if (e.is_number_integer()) {  // MONAI allows a scalar for an isotropic kernel/stride
+      int v = e.get<int>();
+      out.push_back({v, v, v});
+      continue;
+    }
+    DEX_INPUT_CHECK(e.is_array() && e.size() == 3, what, ": '", key, "' entries must be integers or [d,h,w]");
+    out.push_back({e[0].get<int>(), e[1].get<int>(), e[2].get<int>()});
+  }
+  return out;
+}
+}  // namespace
+
+std::string dynunet_config_to_json(const DynUNetConfig& c) {
+  json j;
+  j["network"] = "DynUNet";
+  j["spatial_dims"] = 3;
+  j["in_channels"] = c.in_channels;
+  j["out_channels"] = c.out_channels;
+  j["kernel_size"] = int3_list(c.kernel_sizes);
+  j["strides"] = int3_list(c.strides);
+  j["upsample_kernel_size"] = int3_list(c.upsample_kernel_sizes);
+  j["filters"] = c.filters;
+  j["norm_name"] = c.block.norm_affine ? "instance_affine" : "instance";
+  j["negative_slope"] = c.block.negative_slope;
+  j["res_block"] = true;
+  j["deep_supervision"] = false;
+  return j.dump();
+}
+
+DynUNetConfig dynunet_config_from_json(const std::string& text, const std::string& what) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const std::exception& e) {
+    throw InputError(str(what, ": not valid JSON (", e.what(), ")"));
+  }
+  DEX_INPUT_CHECK(j.is_object(), what, ": expected a JSON object");
+  if (j.contains("network"))
+    DEX_INPUT_CHECK(j["network"] == "DynUNet", what, ": network ", j["network"].dump(), " is not a DynUNet");
+  DynUNetConfig c;
+  try {
+    if (j.contains("in_channels")) c.in_channels = j["in_channels"].get<int>();
+    if (j.contains("out_channels")) c.out_channels = j["out_channels"].get<int>();
+    if (j.contains("kernel_size")) c.kernel_sizes = int3_list_from(j, "kernel_size", what);
+    if (j.contains("strides")) c.strides = int3_list_from(j, "strides", what);
+    if (j.contains("upsample_kernel_size")) c.upsample_kernel_sizes = int3_list_from(j, "upsample_kernel_size", what);
+    if (j.contains("filters")) c.filters = j["filters"].get<std::vector<int>>();
+    if (j.contains("norm_name")) c.block.norm_affine = j["norm_name"] == "instance_affine";
+    if (j.contains("negative_slope")) c.block.negative_slope = j["negative_slope"].get<float>();
+    if (j.contains("res_block")) DEX_INPUT_CHECK(j["res_block"].get<bool>(), what, ": only res_block=true is supported");
+    if (j.contains("deep_supervision"))
+      DEX_INPUT_CHECK(!j["deep_supervision"].get<bool>(), what, ": deep_supervision is not supported");
+  } catch (const json::exception& e) {
+    throw InputError(str(what, ": malformed value (", e.what(), ")"));
+  }
+  try {
+    c.validate();
+  } catch (const Error& e) {
+    throw InputError(str(what, ": ", e.what()));
+  }
+  return c;
+}
+
+std::map<std::string, std::string> model_metadata(const ModelInfo& info) {
+  std::map<std::string, std::string> md;
+  md["format"] = "dex-deepedit-1";
+  md["dex_architecture"] = dynunet_config_to_json(info.arch);
+  md["label_names"] = json(info.label_names).dump();
+  md["spatial_size"] = json(std::vector<int64_t>(info.spatial_size.begin(), info.spatial_size.end())).dump();
+  md["intensity_window"] = json(std::vector<float>{info.a_min, info.a_max}).dump();
+  md["dex_version"] = info.dex_version;
+  return md;
+}
+
+ModelInfo model_info_from_metadata(const std::map<std::string, std::string>& md, const std::string& file) {
+  ModelInfo info;
+  auto get = [&](const char* key) -> const std::string* {
+    auto it = md.find(key);
+    return it == md.end() ? nullptr : &it->second;
+  };
+  try {
+    if (auto s = get("dex_architecture")) info.arch = dynunet_config_from_json(*s, file + ": dex_architecture");
+    if (auto s = get("label_names")) info.label_names = json::parse(*s).get<std::vector<std::string>>();
+    if (auto s = get("spatial_size")) {
+      auto v = json::parse(*s).get<std::vector<int64_t>>();
+      DEX_INPUT_CHECK(v.size() == 3 && v[0] > 0 && v[1] > 0 && v[2] > 0, file, ": spatial_size must be 3 positive ints");
+      info.spatial_size = {v[0], v[1], v[2]};
+    }
+    if (auto s = get("intensity_window")) {
+      auto v = json::parse(*s).get<std::vector<float>>();
+      DEX_INPUT_CHECK(v.size() == 2 && v[1] > v[0], file, ": intensity_window must be [a_min, a_max], a_min < a_max");
+      info.a_min = v[0];
+      info.a_max = v[1];
+    }
+    if (auto s = get("dex_version")) info.dex_version = *s;
+  } catch (const json::exception& e) {
+    throw InputError(str(file, ": malformed model metadata (", e.what(), ")"));
+  }
+  return info;
+}
+
+void save_model(const std::string& path, const DynUNet& net, const ModelInfo& info) {
+  ModelInfo copy = info;
+  copy.arch = net.config();
+  save_safetensors(path, net.state_dict(), model_metadata(copy));
+}
+
+LoadedModel load_model(const std::string& path) {
+  LoadedModel m;
+  std::map<std::string, std::string> md;
+  m.weights = load_model_file(path, &md);
+  m.info = model_info_from_metadata(md, path);
+  m.info.source = md.empty() ? "torch" : "safetensors";
+  canonicalize_dynunet_names(m.weights);
+  return m;
+}
+
+void load_weights_into(DynUNet& net, const LoadedModel& m, const std::string& path) {
+  try {
+    net.load_state_dict(m.weights);
+  } catch (const Error& e) {
+    throw InputError(str("model '", path, "' does not fit the DynUNet architecture it declares (",
+                         m.info.source == "torch" ? "the bundle's DeepEdit network" : "from its metadata",
+                         "): ", e.what()));
+  }
+}
+
+}  // namespace dex
