@@ -28,6 +28,18 @@ Tensor Tape::alloc(const Tensor& shape, bool with_grad) {
   return t;
 }
 
+Tensor Tape::alias(const Tensor& x, bool with_grad) {
+  Tensor t = x;
+  t.grad = nullptr;
+  t.grad_slot = -1;
+  if (with_grad) {
+    t.grad = m_arena.alloc<float>(static_cast<size_t>(t.numel()));
+    t.grad_slot = static_cast<int>(m_written.size());
+    m_written.push_back(0);
+  }
+  return t;
+}
+
 void Tape::record(std::function<void()> backward) { m_records.push_back(std::move(backward)); }
 
 bool Tape::grad_ready(const Tensor& t) const {

@@ -31,6 +31,8 @@ class Tape {
 
   // A new activation with `shape` in the arena; with `with_grad` it also gets a gradient buffer and a slot.
   Tensor alloc(const Tensor& shape, bool with_grad);
+  // A tensor sharing x's data (an in-place op's output) with, if `with_grad`, its own gradient buffer and slot.
+  Tensor alias(const Tensor& x, bool with_grad);
   // Arena scratch (workspace) for one kernel call; release with arena().release_to(mark).
   void* scratch(size_t bytes) { return bytes ? m_arena.allocate(bytes) : nullptr; }
 

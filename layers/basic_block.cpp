@@ -14,8 +14,9 @@ BasicBlock::BasicBlock(ParameterSet& ps, const std::string& prefix, int in_chann
 }
 
 Tensor BasicBlock::forward(Tape& tape, const Tensor& x) const {
-  Tensor h = leaky_relu(tape, m_norm1.forward(tape, m_conv1.forward(tape, x)), m_slope);
-  return leaky_relu(tape, m_norm2.forward(tape, m_conv2.forward(tape, h)), m_slope);
+  // In place as in ResBlock::forward.
+  Tensor h = leaky_relu(tape, m_norm1.forward(tape, m_conv1.forward(tape, x), true), m_slope, true);
+  return leaky_relu(tape, m_norm2.forward(tape, m_conv2.forward(tape, h), true), m_slope, true);
 }
 
 }  // namespace dex

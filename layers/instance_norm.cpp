@@ -12,9 +12,9 @@ InstanceNorm3d::InstanceNorm3d(ParameterSet& ps, const std::string& prefix, int 
   }
 }
 
-Tensor InstanceNorm3d::forward(Tape& tape, const Tensor& x) const {
-  if (m_weight < 0) return instance_norm(tape, x, m_eps);
-  return instance_norm(tape, x, m_eps, m_ps->tensor(m_weight), m_ps->tensor(m_bias));
+Tensor InstanceNorm3d::forward(Tape& tape, const Tensor& x, bool inplace_if_no_grad) const {
+  if (m_weight < 0) return instance_norm(tape, x, m_eps, Tensor(), Tensor(), inplace_if_no_grad);
+  return instance_norm(tape, x, m_eps, m_ps->tensor(m_weight), m_ps->tensor(m_bias), inplace_if_no_grad);
 }
 
 }  // namespace dex

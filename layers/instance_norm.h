@@ -12,7 +12,8 @@ class InstanceNorm3d {
  public:
   InstanceNorm3d() = default;
   InstanceNorm3d(ParameterSet& ps, const std::string& prefix, int channels, float eps, bool affine);
-  Tensor forward(Tape& tape, const Tensor& x) const;
+  // inplace_if_no_grad: see autograd/ops/instance_norm.h (x must be a temporary of the caller).
+  Tensor forward(Tape& tape, const Tensor& x, bool inplace_if_no_grad = false) const;
 
  private:
   const ParameterSet* m_ps = nullptr;

@@ -21,10 +21,12 @@ ResBlock::ResBlock(ParameterSet& ps, const std::string& prefix, int in_channels,
 }
 
 Tensor ResBlock::forward(Tape& tape, const Tensor& x) const {
-  Tensor h = leaky_relu(tape, m_norm1.forward(tape, m_conv1.forward(tape, x)), m_slope);
-  h = m_norm2.forward(tape, m_conv2.forward(tape, h));
-  Tensor r = m_project ? m_norm3.forward(tape, m_conv3.forward(tape, x)) : x;
-  return leaky_relu(tape, add(tape, h, r), m_slope);
+  // In place where the producer's backward does not read the overwritten tensor (conv outputs feeding norms,
+  // norm and add outputs feeding LeakyReLU): 3 activations per block instead of 9 without a tape.
+  Tensor h = leaky_relu(tape, m_norm1.forward(tape, m_conv1.forward(tape, x), true), m_slope, true);
+  h = m_norm2.forward(tape, m_conv2.forward(tape, h), true);
+  Tensor r = m_project ? m_norm3.forward(tape, m_conv3.forward(tape, x), true) : x;
+  return leaky_relu(tape, add(tape, h, r, true), m_slope, true);
 }
 
 }  // namespace dex

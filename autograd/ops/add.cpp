@@ -3,10 +3,10 @@
 namespace dex {
 
 // forward
-Tensor add(Tape& tape, const Tensor& a, const Tensor& b) {
+Tensor add(Tape& tape, const Tensor& a, const Tensor& b, bool inplace_if_no_grad) {
   DEX_CHECK(a.same_shape(b), "add: shapes differ: ", a.shape_str(), " vs ", b.shape_str());
   const bool rec = tape.needs_grad({&a, &b});
-  Tensor y = tape.alloc(a, rec);
+  Tensor y = (!rec && inplace_if_no_grad) ? tape.alias(a, false) : tape.alloc(a, rec);
   tape.be().add_fwd(a.numel(), a.data, b.data, y.data, nullptr);
   if (rec) {
     // backward: da = dy, db = dy (each with its own write mode; a and b may be the same tensor)

@@ -4,6 +4,7 @@
 
 namespace dex {
 
-Tensor add(Tape& tape, const Tensor& a, const Tensor& b);
+// inplace_if_no_grad: when nothing is recorded, y overwrites a.
+Tensor add(Tape& tape, const Tensor& a, const Tensor& b, bool inplace_if_no_grad = false);
 
 }  // namespace dex

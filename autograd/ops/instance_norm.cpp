@@ -3,7 +3,8 @@
 namespace dex {
 
 // forward: saves mean and rstd ([N*C], from the arena) for the backward
-Tensor instance_norm(Tape& tape, const Tensor& x, float eps, const Tensor& gamma, const Tensor& beta) {
+Tensor instance_norm(Tape& tape, const Tensor& x, float eps, const Tensor& gamma, const Tensor& beta,
+                     bool inplace_if_no_grad) {
   DEX_CHECK(x.ndim == 5 && x.layout == Layout::NDHWC, "instance_norm: input must be NDHWC, got ", x.shape_str());
   InstanceNormParams p;
   p.N = x.N();
@@ -16,7 +17,7 @@ Tensor instance_norm(Tape& tape, const Tensor& x, float eps, const Tensor& gamma
     DEX_CHECK(gamma.numel() == p.C && beta.numel() == p.C, "instance_norm: gamma/beta must have ", p.C,
               " elements, got ", gamma.numel(), " and ", beta.numel());
   const bool rec = tape.needs_grad({&x, &gamma, &beta});
-  Tensor y = tape.alloc(x, rec);
+  Tensor y = (!rec && inplace_if_no_grad) ? tape.alias(x, false) : tape.alloc(x, rec);
   float* mean = tape.arena().alloc<float>(static_cast<size_t>(p.N) * p.C);
   float* rstd = tape.arena().alloc<float>(static_cast<size_t>(p.N) * p.C);
   tape.be().instance_norm_fwd(p, x.data, gamma.data, beta.data, y.data, mean, rstd, nullptr);

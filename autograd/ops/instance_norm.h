@@ -5,7 +5,9 @@
 
 namespace dex {
 
+// inplace_if_no_grad: when nothing is recorded, y overwrites x (inference memory); ignored when recording,
+// since the backward reads x.
 Tensor instance_norm(Tape& tape, const Tensor& x, float eps = 1e-5f, const Tensor& gamma = Tensor(),
-                     const Tensor& beta = Tensor());
+                     const Tensor& beta = Tensor(), bool inplace_if_no_grad = false);
 
 }  // namespace dex
