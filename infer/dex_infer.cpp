@@ -87,7 +87,8 @@ StageTimer run_one(Segmenter& seg, const std::string& image_path, const Clicks& 
   Volume image = t.time("read", [&] { return read_nifti(image_path, &meta); });
   seg.set_image(image);
   Segmentation r = seg.segment(clicks, !o.probabilities.empty());
-  for (auto& s : seg.last_timings().stages()) t.add(s.first, s.second);
+  StageTimer seg_times = seg.last_timings();
+  for (auto& s : seg_times.stages()) t.add(s.first, s.second);
   t.time("write", [&] {
     if (o.float_output) {
       Volume f;
@@ -206,7 +207,9 @@ int run(int argc, char** argv) {
     add_cli_clicks(clicks, a.all("click"));
     if (!use_click) clicks = Clicks{};
     StageTimer t0;
-    Segmenter seg = t0.time("load model", [&] { return Segmenter(model, so); });
+    auto tl = StageTimer::Clock::now();
+    Segmenter seg(model, so);
+    t0.add("load model", StageTimer::ms_since(tl));
     StageTimer t = run_one(seg, image, clicks, ro);
     std::cerr << "dex-infer: " << (clicks.empty() ? "automatic" : "click") << " mode, wrote " << ro.out << "\n";
     if (ro.timing) {

@@ -62,18 +62,10 @@ Segmentation Segmenter::segment(const Clicks& clicks, bool with_probability) {
   Segmentation out;
   const auto& ss = m_info.spatial_size;
   const std::array<int, 3> shape{int(ss[0]), int(ss[1]), int(ss[2])};
-  const int64_t n = ss[0] * ss[1] * ss[2];
   m_timer.time("heatmaps", [&] {
     out.grid_clicks = map_clicks(clicks, m_record);
-    const std::vector<GridPoint>* lists[2] = {&out.grid_clicks.spleen, &out.grid_clicks.background};
-    for (int c = 0; c < 2; ++c) {
-      if (lists[c]->empty()) {
-        for (int64_t v = 0; v < n; ++v) m_input[v * 3 + 1 + c] = 0.f;
-      } else {
-        std::vector<float> h = gaussian_heatmap(*lists[c], shape, 3.f);
-        for (int64_t v = 0; v < n; ++v) m_input[v * 3 + 1 + c] = h[v];
-      }
-    }
+    gaussian_heatmap_into(out.grid_clicks.spleen, shape, m_input.data() + 1, 3, 3.f);
+    gaussian_heatmap_into(out.grid_clicks.background, shape, m_input.data() + 2, 3, 3.f);
   });
 
   const Backend& be = backend(m_options.device);

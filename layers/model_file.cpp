@@ -129,7 +129,11 @@ void save_model(const std::string& path, const DynUNet& net, const ModelInfo& in
 LoadedModel load_model(const std::string& path) {
   LoadedModel m;
   std::map<std::string, std::string> md;
-  m.weights = load_model_file(path, &md);
+  try {
+    m.weights = load_model_file(path, &md);
+  } catch (const InputError& e) {
+    throw InputError(str("cannot read model '", path, "' (a dex .safetensors file or a PyTorch model.pt): ", e.what()));
+  }
   m.info = model_info_from_metadata(md, path);
   m.info.source = md.empty() ? "torch" : "safetensors";
   canonicalize_dynunet_names(m.weights);
