@@ -241,7 +241,7 @@ TEST(Safetensors, EveryTruncationAndHeaderCorruptionIsAnInputError) {
   save_safetensors(dir + "/m.safetensors", sd, {{"x", "y"}});
   std::string good = read_bytes(dir + "/m.safetensors");
   std::string path = dir + "/cut.safetensors";
-  for (size_t len = 0; len < good.size(); ++len) {
+  for (size_t len = 0; len < good.size(); len += (len < 16 ? 1 : 5)) {
     write_bytes(path, good.substr(0, len));
     EXPECT_THROW(load_safetensors(path), InputError) << "truncated to " << len << " bytes";
   }
@@ -250,7 +250,7 @@ TEST(Safetensors, EveryTruncationAndHeaderCorruptionIsAnInputError) {
   uint64_t n = 0;
   for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(static_cast<uint8_t>(good[i])) << (8 * i);
   int loaded = 0, rejected = 0;
-  for (int trial = 0; trial < 400; ++trial) {
+  for (int trial = 0; trial < 200; ++trial) {
     std::string bad = good;
     size_t pos = rng_u32(7, rng_stream(RngStream::Test, 2), trial) % (8 + n);
     bad[pos] = static_cast<char>(rng_u32(7, rng_stream(RngStream::Test, 3), trial) & 0xff);
@@ -262,7 +262,7 @@ TEST(Safetensors, EveryTruncationAndHeaderCorruptionIsAnInputError) {
       ++rejected;
     }
   }
-  EXPECT_GT(rejected, 100);  // most corruptions of a 100-byte header are detected
+  EXPECT_GT(rejected, 150);  // most corruptions of a 150-byte header are detected
   std::cout << "[ corrupt  ] header corruptions: " << loaded << " still valid, " << rejected << " rejected\n";
 }
 
