@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# dex's main job on a built-in default, end to end on this machine (CPU; the full config when a GPU is present):
+#   1. build dex (Release)            2. generate a phantom dataset (MSD layout)
+#   3. train the small DeepEdit config with simulated clicks, progress shown (a few minutes)
+#   4. evaluate Dice against the number of clicks on the validation split
+#   5. segment the real CT (../shared/data/real-ct) automatically and with clicks, with previews and timings
+#   6. print a short summary.  Everything lands in demo/ (or $1).
+# Usage: scripts/demo.sh [out-dir]   env: DEX_DEMO_EPOCHS (default from configs/train_small.json), JOBS
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+out="$(mkdir -p "${1:-$here/demo}" && cd "${1:-$here/demo}" && pwd)"
+build="$here/build"
+jobs="${JOBS:-$(nproc)}"
+shared="$here/../shared"
+real="$shared/data/real-ct/imagesTr/case_a.nii.gz"
+[[ -f "$real" ]] || real="$here/tests/data/real-ct/case_a.nii.gz"
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+say "1/6 build (Release)"
+generator=(); command -v ninja >/dev/null && generator=(-G Ninja)
+cmake -S "$here" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DDEX_CUDA="${DEX_CUDA:-AUTO}" >/dev/null
+cmake --build "$build" -j "$jobs" --target dex-phantom dex-train dex-eval dex-infer
+
+bin="$build"
+find_bin() { find "$bin" -type f -name "$1" -perm -u+x | head -1; }
+PHANTOM=$(find_bin dex-phantom); TRAIN=$(find_bin dex-train); EVAL=$(find_bin dex-eval); INFER=$(find_bin dex-infer)
+
+say "2/6 phantom dataset -> $out/phantoms"
+if [[ ! -f "$out/phantoms/dataset.json" ]]; then
+  "$PHANTOM" --out "$out/phantoms" --count 24 --test-count 2 --seed 7 --size small
+fi
+
+config="$here/configs/train_small.json"
+device=cpu
+if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1 && [[ "${DEX_CUDA:-AUTO}" != OFF ]]; then
+  config="$here/configs/train.json"; device=cuda
+fi
+say "3/6 train ($(basename "$config"), $device) -> $out/run"
+extra=()
+[[ -n "${DEX_DEMO_EPOCHS:-}" ]] && extra+=(--max-epochs "$DEX_DEMO_EPOCHS")
+"$TRAIN" --config "$config" --dataset-dir "$out/phantoms" --output-dir "$out/run" --device "$device" "${extra[@]}"
+
+model="$out/run/model.safetensors"
+say "4/6 evaluate Dice vs clicks -> $out/eval"
+mkdir -p "$out/eval"
+"$EVAL" --model "$model" --dataset-dir "$out/phantoms" --output-dir "$out/eval" --device "$device"
+
+say "5/6 segment the real CT: automatic and with clicks -> $out/real"
+mkdir -p "$out/real"
+"$INFER" --model "$model" --image "$real" --out "$out/real/auto.nii.gz" --preview "$out/real/auto.png" \
+  --probabilities "$out/real/auto_prob.nii.gz" --device "$device" --timing
+"$INFER" --model "$model" --image "$real" --out "$out/real/clicks.nii.gz" --preview "$out/real/clicks.png" \
+  --click spleen:20,40,95 --click background:60,60,60 --device "$device" --timing
+
+say "6/6 summary"
+python_free_summary() {
+  echo "outputs in $out:"
+  echo "  training curve   run/curve.png, metrics run/metrics.jsonl, best model $model"
+  echo "  Dice vs clicks   eval/dice_vs_clicks.csv"
+  echo "  real CT          real/auto.nii.gz (+ auto.png), real/clicks.nii.gz (+ clicks.png)"
+  [[ -f "$out/eval/dice_vs_clicks.csv" ]] && { echo; cat "$out/eval/dice_vs_clicks.csv"; }
+  for t in auto clicks; do
+    [[ -f "$out/real/$t.timing.json" ]] && { echo; echo "real CT, $t mode, times (ms):"; cat "$out/real/$t.timing.json"; }
+  done
+}
+python_free_summary | tee "$out/summary.txt"
