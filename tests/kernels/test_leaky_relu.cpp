@@ -2,6 +2,7 @@
 // taking the slope in the backward, finite differences away from the kink, GradMode, bad input.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <vector>
 
 #include "kernels/elementwise.h"
@@ -22,6 +23,26 @@ TEST(leaky_relu, fwd_and_bwd_match_pytorch_bit_exactly) {
   testing::check_close("leaky_relu dx", dx.data(), fx.at("dx").data.data(), n, 0, 0, 0);
   EXPECT_EQ(x[0], 0.0f);  // the fixture holds exact zeros: dx = slope*dy there
   EXPECT_EQ(dx[0], dy[0] * 0.01f);
+}
+
+// The forward's max(x, slope*x) form must equal the definition bit for bit, signed zeros and specials included,
+// and the other slopes (0: -inf*0 is NaN; > 1; < 0) take the plain definition.
+TEST(leaky_relu, fwd_equals_the_definition_bit_for_bit_on_special_values) {
+  const float inf = INFINITY, tiny = std::ldexp(1.0f, -149);
+  std::vector<float> x = {0.f, -0.f, tiny, -tiny, -1e-40f, inf, -inf, std::nanf(""), -std::nanf(""), 3.5f, -3.5f};
+  for (float slope : {0.01f, 0.0f, 1.0f, 2.5f, -0.5f}) {
+    std::vector<float> y(x.size());
+    leaky_relu_fwd_cpu(static_cast<int64_t>(x.size()), slope, x.data(), y.data());
+    for (size_t i = 0; i < x.size(); ++i) {
+      const float ref = x[i] > 0.0f ? x[i] : x[i] * slope;
+      if (std::isnan(ref)) {
+        EXPECT_TRUE(std::isnan(y[i])) << "slope " << slope << " x " << x[i];
+      } else {
+        EXPECT_EQ(std::signbit(y[i]), std::signbit(ref)) << "slope " << slope << " x " << x[i];
+        EXPECT_EQ(y[i], ref) << "slope " << slope << " x " << x[i];
+      }
+    }
+  }
 }
 
 TEST(leaky_relu, in_place_and_grad_modes) {
