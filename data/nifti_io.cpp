@@ -90,8 +90,69 @@ struct RawHeader {
   int64_t data_bytes = 0;
 };
 
-// Reads the first bytes of the file exactly the way nifti_clib will (gzip by name) and validates them.
-RawHeader validate_header(const std::string& path) {
+// An open NIfTI byte stream: gzip (by name) or plain.
+class ByteSource {
+ public:
+  ByteSource(const std::string& path, bool gz) : m_path(path), m_gz(gz) {
+    if (gz) {
+      m_g = gzopen(path.c_str(), "rb");
+      DEX_INPUT_CHECK(m_g != nullptr, path, ": cannot open");
+      gzbuffer(m_g, 1 << 18);
+    } else {
+      m_f = std::fopen(path.c_str(), "rb");
+      DEX_INPUT_CHECK(m_f != nullptr, path, ": cannot open (", std::strerror(errno), ")");
+    }
+  }
+  ~ByteSource() {
+    if (m_g) gzclose(m_g);
+    if (m_f) std::fclose(m_f);
+  }
+  ByteSource(const ByteSource&) = delete;
+  ByteSource& operator=(const ByteSource&) = delete;
+  // Reads up to n bytes; returns how many. A corrupt gzip stream is an InputError.
+  int64_t read(unsigned char* dst, int64_t n) {
+    int64_t got = 0;
+    while (got < n) {
+      const unsigned chunk = static_cast<unsigned>(std::min<int64_t>(n - got, int64_t(1) << 30));
+      int64_t r;
+      if (m_gz) {
+        const int k = gzread(m_g, dst + got, chunk);
+        if (k < 0) {
+          int err = 0;
+          const char* msg = gzerror(m_g, &err);
+          throw InputError(str(m_path, ": corrupt gzip stream (", msg ? msg : "?", ")"));
+        }
+        r = k;
+        if (k < static_cast<int>(chunk)) {
+          int err = Z_OK;
+          gzerror(m_g, &err);  // zlib reports a stream cut short only here (Z_BUF_ERROR), not in gzread's result
+          DEX_INPUT_CHECK(err == Z_OK, m_path, ": truncated or corrupt gzip stream (unexpected end of file)");
+        }
+      } else {
+        r = static_cast<int64_t>(std::fread(dst + got, 1, chunk, m_f));
+      }
+      if (r == 0) break;
+      got += r;
+    }
+    return got;
+  }
+  // Reads to the end of the stream so gzip's CRC and length are verified.
+  void drain() {
+    if (!m_gz) return;
+    std::vector<unsigned char> scratch(1 << 16);
+    while (read(scratch.data(), static_cast<int64_t>(scratch.size())) > 0) {
+    }
+  }
+
+ private:
+  std::string m_path;
+  bool m_gz;
+  gzFile m_g = nullptr;
+  FILE* m_f = nullptr;
+};
+
+// Checks the file name and gzip-ness, opens it and validates the header bytes before anything big is allocated.
+RawHeader validate_header(const std::string& path, ByteSource** src_out, std::vector<unsigned char>* head_out) {
   struct stat st {};
   DEX_INPUT_CHECK(stat(path.c_str(), &st) == 0, path, ": file not found");
   DEX_INPUT_CHECK(S_ISREG(st.st_mode), path, ": not a regular file");
@@ -99,10 +160,6 @@ RawHeader validate_header(const std::string& path) {
                   ": not a NIfTI file name (expected .nii or .nii.gz)");
   const bool gz = is_gz_name(path);
   const int64_t file_size = static_cast<int64_t>(st.st_size);
-
-  unsigned char buf[540];
-  std::memset(buf, 0, sizeof buf);
-  int64_t got = 0;
   {
     FILE* f = std::fopen(path.c_str(), "rb");
     DEX_INPUT_CHECK(f != nullptr, path, ": cannot open (", std::strerror(errno), ")");
@@ -113,23 +170,12 @@ RawHeader validate_header(const std::string& path) {
     DEX_INPUT_CHECK(!(looks_gz && !gz), path, ": file is gzip-compressed but its name does not end in .gz");
     DEX_INPUT_CHECK(!(gz && !looks_gz), path, ": name ends in .gz but the file is not gzip-compressed");
   }
-  if (gz) {
-    gzFile g = gzopen(path.c_str(), "rb");
-    DEX_INPUT_CHECK(g != nullptr, path, ": cannot open");
-    int n = gzread(g, buf, sizeof buf);
-    int err = 0;
-    const char* msg = n < 0 ? gzerror(g, &err) : nullptr;
-    std::string emsg = msg ? msg : "";
-    gzclose(g);
-    DEX_INPUT_CHECK(n >= 0, path, ": corrupt gzip stream (", emsg, ")");
-    got = n;
-  } else {
-    FILE* f = std::fopen(path.c_str(), "rb");
-    DEX_INPUT_CHECK(f != nullptr, path, ": cannot open");
-    got = static_cast<int64_t>(std::fread(buf, 1, sizeof buf, f));
-    std::fclose(f);
-  }
-  DEX_INPUT_CHECK(got >= 348, path, ": not a NIfTI file (only ", got, " bytes, a header needs 348)");
+  auto src = std::make_unique<ByteSource>(path, gz);
+  std::vector<unsigned char> head(540, 0);
+  const int64_t got = src->read(head.data(), 540);
+  unsigned char* buf = head.data();
+  DEX_INPUT_CHECK(got >= 348, path, gz ? ": truncated gzip stream or not a NIfTI file (only " : ": not a NIfTI file (only ",
+                  got, " bytes, a header needs 348)");
 
   RawHeader h;
   const int32_t s_le = get<int32_t>(buf, 0, false), s_be = get<int32_t>(buf, 0, true);
@@ -143,6 +189,7 @@ RawHeader validate_header(const std::string& path) {
   } else {
     throw InputError(str(path, ": not a NIfTI file (sizeof_hdr is ", s_le, ", expected 348 or 540)"));
   }
+  double pixdim[4] = {0, 0, 0, 0};
   if (h.version == 1) {
     const char* magic = reinterpret_cast<const char*>(buf + 344);
     DEX_INPUT_CHECK(std::memcmp(magic, "n+1\0", 4) == 0, path,
@@ -150,6 +197,7 @@ RawHeader validate_header(const std::string& path) {
     for (int i = 0; i < 8; ++i) h.dim[i] = get<int16_t>(buf, 40 + 2 * i, swap);
     h.datatype = get<int16_t>(buf, 70, swap);
     const int bitpix = get<int16_t>(buf, 72, swap);
+    for (int i = 1; i <= 3; ++i) pixdim[i] = get<float>(buf, 76 + 4 * i, swap);
     const float vo = get<float>(buf, 108, swap);
     DEX_INPUT_CHECK(std::isfinite(vo) && vo >= 0 && vo < 1e9f, path, ": bad vox_offset ", vo);
     h.vox_offset = static_cast<int64_t>(vo);
@@ -163,6 +211,7 @@ RawHeader validate_header(const std::string& path) {
     h.datatype = get<int16_t>(buf, 12, swap);
     const int bitpix = get<int16_t>(buf, 14, swap);
     for (int i = 0; i < 8; ++i) h.dim[i] = get<int64_t>(buf, 16 + 8 * i, swap);
+    for (int i = 1; i <= 3; ++i) pixdim[i] = get<double>(buf, 104 + 8 * i, swap);
     h.vox_offset = get<int64_t>(buf, 168, swap);
     DEX_INPUT_CHECK(h.vox_offset >= 0 && h.vox_offset < 1000000000, path, ": bad vox_offset ", h.vox_offset);
     DEX_INPUT_CHECK(datatype_size(h.datatype) > 0, path, ": unsupported datatype code ", h.datatype,
@@ -185,6 +234,9 @@ RawHeader validate_header(const std::string& path) {
   for (int i = 4; i <= ndim; ++i)
     DEX_INPUT_CHECK(h.dim[i] == 1, path, ": a ", ndim, "D image with ", h.dim[i],
                     " entries along dimension ", i, "; dex reads 3D volumes (or 4D with a single volume)");
+  for (int i = 1; i <= 3; ++i)
+    DEX_INPUT_CHECK(std::isfinite(pixdim[i]) && pixdim[i] != 0, path, ": voxel spacing pixdim[", i, "] is ",
+                    pixdim[i], "; it must be a non-zero number");
   h.nvox = nvox;
   h.data_bytes = nvox * datatype_size(h.datatype);
   const int64_t need = h.vox_offset + h.data_bytes;
@@ -194,6 +246,9 @@ RawHeader validate_header(const std::string& path) {
     DEX_INPUT_CHECK(need <= file_size * kMaxDeflateRatio + 65536, path, ": header asks for ", need,
                     " bytes, impossible from a ", file_size, "-byte gzip file (truncated or corrupt)");
   }
+  head.resize(static_cast<size_t>(got));
+  *head_out = std::move(head);
+  *src_out = src.release();
   return h;
 }
 
@@ -270,16 +325,60 @@ void convert_transpose(const S* src, int64_t nx, int64_t ny, int64_t nz, double 
     }
 }
 
-Volume read_impl(const std::string& path, NiftiMeta* meta_out) {
+// The whole file in memory (header validated first): nifti_clib converts the header (byte order, qform), the voxel
+// bytes are taken from the buffer. Reading everything here gives one pass, gzip CRC verification and no file access
+// inside nifti_clib (which would print to stderr and guess at alternative file names).
+struct LoadedFile {
+  RawHeader h;
+  NimPtr nim;
+  std::vector<unsigned char> bytes;
+  const void* data() const { return bytes.data() + h.vox_offset; }
+};
+
+LoadedFile load_file(const std::string& path, bool with_data) {
   quiet_nifti();
-  const RawHeader h = validate_header(path);
-  NimPtr nim(nifti_image_read(path.c_str(), 1));
-  DEX_INPUT_CHECK(nim != nullptr && nim->data != nullptr, path,
-                  ": cannot read the image (corrupt or truncated file, or a broken header/extension)");
+  LoadedFile lf;
+  ByteSource* raw = nullptr;
+  std::vector<unsigned char> head;
+  lf.h = validate_header(path, &raw, &head);
+  std::unique_ptr<ByteSource> src(raw);
+  const RawHeader& h = lf.h;
+  if (with_data) {
+    const int64_t need = h.vox_offset + h.data_bytes;
+    lf.bytes.resize(static_cast<size_t>(std::max<int64_t>(need, static_cast<int64_t>(head.size()))));
+    std::memcpy(lf.bytes.data(), head.data(), head.size());
+    const int64_t have = static_cast<int64_t>(head.size());
+    const int64_t got = have >= need ? 0 : src->read(lf.bytes.data() + have, need - have);
+    DEX_INPUT_CHECK(have + got >= need, path, ": truncated (the header needs ", need, " bytes, the ",
+                    is_gz_name(path) ? "gzip stream" : "file", " holds ", have + got, ")");
+    src->drain();
+  } else {
+    lf.bytes = head;
+  }
+  if (h.version == 1) {
+    nifti_1_header h1;
+    std::memcpy(&h1, lf.bytes.data(), sizeof h1);
+    lf.nim.reset(nifti_convert_n1hdr2nim(h1, path.c_str()));
+  } else {
+    nifti_2_header h2;
+    std::memcpy(&h2, lf.bytes.data(), sizeof h2);
+    lf.nim.reset(nifti_convert_n2hdr2nim(h2, path.c_str()));
+  }
+  DEX_INPUT_CHECK(lf.nim != nullptr, path, ": nifti_clib rejects the header");
+  nifti_image* nim = lf.nim.get();
   DEX_INPUT_CHECK(nim->nx == h.dim[1] && nim->ny == h.dim[2] && nim->nz == h.dim[3] && nim->nvox == h.nvox &&
                       nim->datatype == h.datatype,
                   path, ": inconsistent header");
-  NiftiMeta meta = meta_from_nim(nim.get(), path, h.version);
+  if (with_data && nim->byteorder != nifti_short_order() && nim->swapsize > 1)
+    nifti_swap_Nbytes(h.nvox, nim->swapsize, lf.bytes.data() + h.vox_offset);
+  return lf;
+}
+
+Volume read_impl(const std::string& path, NiftiMeta* meta_out) {
+  LoadedFile lf = load_file(path, true);
+  const RawHeader& h = lf.h;
+  nifti_image* nim = lf.nim.get();
+  NiftiMeta meta = meta_from_nim(nim, path, h.version);
 
   Volume v;
   v.shape = meta.shape;
@@ -289,7 +388,7 @@ Volume read_impl(const std::string& path, NiftiMeta* meta_out) {
   const bool scale = std::isfinite(slope) && slope != 0.0;
   if (!std::isfinite(inter)) inter = 0;
   const int64_t nx = nim->nx, ny = nim->ny, nz = nim->nz;
-  const void* d = nim->data;
+  const void* d = lf.data();
   float* out = v.data.data();
   switch (nim->datatype) {
     case DT_INT8: convert_transpose(static_cast<const int8_t*>(d), nx, ny, nz, slope, inter, scale, out); break;
@@ -465,11 +564,8 @@ std::vector<S> to_nifti_order(const VolumeT<T>& v) {
 }  // namespace
 
 NiftiMeta read_nifti_header(const std::string& path) {
-  quiet_nifti();
-  const RawHeader h = validate_header(path);
-  NimPtr nim(nifti_image_read(path.c_str(), 0));
-  DEX_INPUT_CHECK(nim != nullptr, path, ": cannot read the header");
-  return meta_from_nim(nim.get(), path, h.version);
+  LoadedFile lf = load_file(path, false);
+  return meta_from_nim(lf.nim.get(), path, lf.h.version);
 }
 
 Volume read_nifti(const std::string& path, NiftiMeta* meta) { return read_impl(path, meta); }
