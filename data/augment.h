@@ -33,6 +33,7 @@ struct AugmentDraw {
 // Always consumes the same number of draws (7), whatever the outcome, in MONAI's order: flip0, flip1, flip2,
 // rotate (do?, k), shift (do?, offset).
 AugmentDraw draw_augment(Rng& rng, const AugmentOptions& opt = {});
+// Distinct streams for sample < 2^24 and epoch < 2^24.
 Rng augment_rng(uint64_t seed, uint64_t epoch, uint64_t sample);
 
 // numpy.rot90(m, k, axes=(0,1)) as an Orientation (k taken mod 4).

@@ -80,7 +80,8 @@ std::vector<std::array<int, 3>> guidance_points(const std::vector<SimClick>& cli
 std::vector<std::vector<float>> guidance_heatmaps(const Guidance& guidance, const std::array<int64_t, 3>& shape,
                                                   float sigma = 3.f);
 
-// Rng for the clicks of one sample: a pure function of (seed, epoch, sample index, round).
+// Rng for the clicks of one sample: a pure function of (seed, epoch, sample index, round); distinct streams for
+// sample < 2^20, round < 16, epoch < 2^24.
 Rng click_rng(uint64_t seed, uint64_t epoch, uint64_t sample, uint64_t round = 0);
 
 }  // namespace dex
