@@ -86,7 +86,13 @@ void save_safetensors(const std::string& path, const StateDict& sd, const std::m
     offset += bytes;
   }
   if (!metadata.empty()) header["__metadata__"] = metadata;
-  std::string h = header.dump();
+  std::string h;
+  try {
+    h = header.dump();
+  } catch (const json::exception& e) {  // names and metadata must be valid UTF-8
+    throw InputError(str("save_safetensors(", path, "): a tensor name or metadata value is not valid UTF-8 (",
+                         e.what(), ")"));
+  }
   h.append((8 - h.size() % 8) % 8, ' ');
 
   static std::atomic<unsigned> counter{0};

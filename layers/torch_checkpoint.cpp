@@ -651,6 +651,13 @@ class TensorBuilder {
                       static_cast<int64_t>(std::min<__int128>(last, INT64_MAX)), " of a storage with ", avail);
     }
     out.data.resize(static_cast<size_t>(numel));
+    bool contiguous = true;
+    for (int64_t d = static_cast<int64_t>(nd) - 1, expect = 1; d >= 0; expect *= t.size[d], --d)
+      contiguous = contiguous && (t.size[d] == 1 || t.stride[d] == expect);
+    if (contiguous && elem == Elem::F32) {  // the common case: a plain fp32 tensor (host is little-endian)
+      if (numel > 0) std::memcpy(out.data.data(), bytes.data() + t.i * esize, static_cast<size_t>(numel) * 4);
+      return out;
+    }
     std::vector<int64_t> idx(nd, 0);
     int64_t src = t.i;
     for (int64_t k = 0; k < numel; ++k) {  // C-order walk over the view, an odometer over the strides
@@ -761,12 +768,21 @@ StateDict load_torch_checkpoint(const std::string& path) {
   if (inner) sd = inner;
   TensorBuilder builder(zip, prefix, path);
   StateDict out;
+  std::map<const Value*, std::string> built;  // the same tensor object under two keys (MONAI's aliases): copy it
   for (size_t k = 0; k < sd->items.size(); k += 2) {
     const Value& key = *sd->items[k];
     const Value& v = *sd->items[k + 1];
     DEX_INPUT_CHECK(key.kind == Kind::String, path, ": a state_dict key is ", describe(key), ", not a string");
     DEX_INPUT_CHECK(v.kind == Kind::Tensor, path, ": state_dict entry '", key.s, "' is ", describe(v), ", not a tensor");
-    out[key.s] = builder.build(v, key.s);
+    DEX_INPUT_CHECK(!out.count(key.s), path, ": state_dict key '", key.s, "' appears twice");
+    auto same = built.find(&v);
+    if (same != built.end()) {
+      NamedTensor copy = out.at(same->second);
+      out[key.s] = std::move(copy);
+    } else {
+      out[key.s] = builder.build(v, key.s);
+      built[&v] = key.s;
+    }
   }
   return out;
 }
@@ -774,16 +790,21 @@ StateDict load_torch_checkpoint(const std::string& path) {
 StateDict load_model_file(const std::string& path, std::map<std::string, std::string>* metadata) {
   std::ifstream f(path, std::ios::binary);
   DEX_INPUT_CHECK(f, "cannot open model file ", path);
-  char magic[2] = {0, 0};
-  f.read(magic, 2);
+  unsigned char magic[2] = {0, 0};
+  f.read(reinterpret_cast<char*>(magic), 2);
   f.close();
+  auto ends_with = [&](const std::string& ext) {
+    return path.size() >= ext.size() && path.compare(path.size() - ext.size(), ext.size(), ext) == 0;
+  };
   StateDict sd;
   if (magic[0] == 'P' && magic[1] == 'K') {
     sd = load_torch_checkpoint(path);
-  } else if (is_safetensors_file(path)) {
-    sd = load_safetensors(path, metadata);
+  } else if (is_safetensors_file(path) || ends_with(".safetensors")) {
+    sd = load_safetensors(path, metadata);  // a damaged .safetensors file gets that reader's detailed error
+  } else if (magic[0] == 0x80) {
+    sd = load_torch_checkpoint(path);  // a legacy torch.save pickle: its error says how to convert it
   } else {
-    sd = load_torch_checkpoint(path);  // its error says what the file is not (legacy torch, not a zip)
+    throw InputError(str(path, " is neither a safetensors file nor a torch.save checkpoint (zip)"));
   }
   canonicalize_dynunet_names(sd);
   return sd;

@@ -176,6 +176,9 @@ TEST(Safetensors, SaveRejectsInconsistentTensors) {
   StateDict md_name;
   md_name["__metadata__"] = {{1}, {1.f}};
   EXPECT_THROW(save_safetensors(dir + "/m.safetensors", md_name), InputError);
+  StateDict ok;
+  ok["w"] = {{1}, {1.f}};
+  EXPECT_THROW(save_safetensors(dir + "/m.safetensors", ok, {{"labels", "\xff\xfe"}}), InputError);  // not UTF-8
   EXPECT_FALSE(fs::exists(dir + "/m.safetensors"));
 }
 
@@ -229,6 +232,14 @@ TEST(Safetensors, MalformedFilesGiveInputErrors) {
     }
   }
   // the valid twin of the cases above loads
+  // load_model_file gives a damaged .safetensors file the safetensors reader's error
+  write_bytes(dir + "/damaged.safetensors", u64le(1000) + "{}      ");
+  try {
+    load_model_file(dir + "/damaged.safetensors");
+    ADD_FAILURE() << "damaged file loaded";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("past the end"), std::string::npos) << e.what();
+  }
   write_bytes(dir + "/good.safetensors", st_file("{" + t + "}", f4));
   EXPECT_EQ(load_safetensors(dir + "/good.safetensors").at("t").shape, (std::vector<int64_t>{2, 2}));
 }
