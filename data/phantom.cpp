@@ -299,6 +299,7 @@ Phantom make_phantom(uint64_t seed, int64_t index, const PhantomOptions& opt) {
   ph.label = store.is_identity() ? std::move(label) : reorient(label, store);
   ph.spleen_center = spleen.center;
   ph.body_center = {bx, by, 0.5 * (z0 + z1)};
+  ph.body_semi_axes = {a, b};
   return ph;
 }
 

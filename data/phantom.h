@@ -34,6 +34,7 @@ struct Phantom {
   PhantomOrientation orientation = PhantomOrientation::RAS;
   std::array<double, 3> spleen_center{0, 0, 0};  // world (RAS mm) centre of the spleen ellipsoid
   std::array<double, 3> body_center{0, 0, 0};    // world (RAS mm) centre of the body axis at mid-height
+  std::array<double, 2> body_semi_axes{0, 0};    // the body's elliptic cross-section (mm): lateral (x), antero-posterior (y)
 };
 
 // Case `index` of the phantom set `seed`: a pure function of (seed, index, options).

@@ -22,9 +22,10 @@ struct LabelStats {
   std::array<double, 3> centroid{0, 0, 0};  // world
   double mean_hu = 0, min_hu = 1e9;
   bool touches_border = false;
+  int64_t outside_body = 0;  // label voxels whose world (x, y) lies outside the body ellipse
 };
 
-LabelStats label_stats(const Volume& ct, const LabelVolume& label) {
+LabelStats label_stats(const Volume& ct, const LabelVolume& label, const Phantom* body = nullptr) {
   LabelStats s;
   for (int64_t i = 0; i < label.shape[0]; ++i)
     for (int64_t j = 0; j < label.shape[1]; ++j)
@@ -36,6 +37,11 @@ LabelStats label_stats(const Volume& ct, const LabelVolume& label) {
         s.min_hu = std::min<double>(s.min_hu, ct.at(i, j, k));
         ++s.count;
         if (i == 0 || j == 0 || i == label.shape[0] - 1 || j == label.shape[1] - 1) s.touches_border = true;
+        if (body) {
+          const double dx = (w[0] - body->body_center[0]) / body->body_semi_axes[0];
+          const double dy = (w[1] - body->body_center[1]) / body->body_semi_axes[1];
+          s.outside_body += dx * dx + dy * dy > 1;
+        }
       }
   if (s.count) {
     for (double& c : s.centroid) c /= s.count;
@@ -62,8 +68,9 @@ TEST(Phantom, AnatomyAndHuRanges) {
       EXPECT_GE(p.ct.shape[a], 64);
       EXPECT_LE(p.ct.shape[a], 96);
     }
-    const LabelStats s = label_stats(p.ct, p.label);
+    const LabelStats s = label_stats(p.ct, p.label, &p);
     EXPECT_GT(s.count, 200) << "case " << index << ": spleen present";
+    EXPECT_EQ(s.outside_body, 0) << "case " << index << ": spleen voxels outside the body ellipse";
     // Inside the body: no spleen voxel is air, and the spleen never touches the in-plane border of the field of view.
     EXPECT_GT(s.min_hu, -300) << "case " << index;
     EXPECT_FALSE(s.touches_border) << "case " << index;
