@@ -331,37 +331,45 @@ void convert_transpose(const S* src, int64_t nx, int64_t ny, int64_t nz, double 
 struct LoadedFile {
   RawHeader h;
   NimPtr nim;
-  std::vector<unsigned char> bytes;
-  const void* data() const { return bytes.data() + h.vox_offset; }
+  std::vector<unsigned char> header;  // the first bytes of the file (at least the header)
+  std::vector<unsigned char> voxels;  // the voxel bytes, in their own (aligned) allocation
+  const void* data() const { return voxels.data(); }
 };
 
 LoadedFile load_file(const std::string& path, bool with_data) {
   quiet_nifti();
   LoadedFile lf;
   ByteSource* raw = nullptr;
-  std::vector<unsigned char> head;
-  lf.h = validate_header(path, &raw, &head);
+  lf.h = validate_header(path, &raw, &lf.header);
   std::unique_ptr<ByteSource> src(raw);
   const RawHeader& h = lf.h;
   if (with_data) {
-    const int64_t need = h.vox_offset + h.data_bytes;
-    lf.bytes.resize(static_cast<size_t>(std::max<int64_t>(need, static_cast<int64_t>(head.size()))));
-    std::memcpy(lf.bytes.data(), head.data(), head.size());
-    const int64_t have = static_cast<int64_t>(head.size());
-    const int64_t got = have >= need ? 0 : src->read(lf.bytes.data() + have, need - have);
-    DEX_INPUT_CHECK(have + got >= need, path, ": truncated (the header needs ", need, " bytes, the ",
-                    is_gz_name(path) ? "gzip stream" : "file", " holds ", have + got, ")");
+    // The header read may already hold the extension bytes and the start of the voxels.
+    const int64_t have = static_cast<int64_t>(lf.header.size());
+    lf.voxels.resize(static_cast<size_t>(h.data_bytes));
+    int64_t filled = 0;
+    if (have > h.vox_offset) {
+      filled = std::min(have - h.vox_offset, h.data_bytes);
+      std::memcpy(lf.voxels.data(), lf.header.data() + h.vox_offset, static_cast<size_t>(filled));
+    } else if (have < h.vox_offset) {
+      std::vector<unsigned char> skip(static_cast<size_t>(h.vox_offset - have));
+      const int64_t got = src->read(skip.data(), h.vox_offset - have);
+      DEX_INPUT_CHECK(got == h.vox_offset - have, path, ": truncated before the voxel data (vox_offset ", h.vox_offset,
+                      ")");
+    }
+    const int64_t got = filled < h.data_bytes ? src->read(lf.voxels.data() + filled, h.data_bytes - filled) : 0;
+    DEX_INPUT_CHECK(filled + got == h.data_bytes, path, ": truncated (the header needs ", h.vox_offset + h.data_bytes,
+                    " bytes, the ", is_gz_name(path) ? "gzip stream" : "file", " holds ",
+                    h.vox_offset + filled + got, ")");
     src->drain();
-  } else {
-    lf.bytes = head;
   }
   if (h.version == 1) {
     nifti_1_header h1;
-    std::memcpy(&h1, lf.bytes.data(), sizeof h1);
+    std::memcpy(&h1, lf.header.data(), sizeof h1);
     lf.nim.reset(nifti_convert_n1hdr2nim(h1, path.c_str()));
   } else {
     nifti_2_header h2;
-    std::memcpy(&h2, lf.bytes.data(), sizeof h2);
+    std::memcpy(&h2, lf.header.data(), sizeof h2);
     lf.nim.reset(nifti_convert_n2hdr2nim(h2, path.c_str()));
   }
   DEX_INPUT_CHECK(lf.nim != nullptr, path, ": nifti_clib rejects the header");
@@ -370,7 +378,7 @@ LoadedFile load_file(const std::string& path, bool with_data) {
                       nim->datatype == h.datatype,
                   path, ": inconsistent header");
   if (with_data && nim->byteorder != nifti_short_order() && nim->swapsize > 1)
-    nifti_swap_Nbytes(h.nvox, nim->swapsize, lf.bytes.data() + h.vox_offset);
+    nifti_swap_Nbytes(h.nvox, nim->swapsize, lf.voxels.data());
   return lf;
 }
 
