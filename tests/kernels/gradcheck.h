@@ -94,9 +94,12 @@ inline GradCheckResult gradcheck(std::vector<float> x, const std::function<std::
     }
   }
   r.ok = r.worst_ratio <= 1.0;
-  r.message = str(r.ok ? "ok" : "FAILED", ": worst input ", r.worst_index, " finite difference ", r.worst_fd,
-                  " analytic ", r.worst_analytic, " at ", r.worst_ratio * 100, "% of its bound; max rel err ",
-                  r.max_rel);
+  if (r.worst_index < 0)
+    r.message = str("ok: finite differences equal the analytic gradient exactly at all ", x.size(), " inputs");
+  else
+    r.message = str(r.ok ? "ok" : "FAILED", ": worst input ", r.worst_index, " finite difference ", r.worst_fd,
+                    " analytic ", r.worst_analytic, " at ", r.worst_ratio * 100, "% of its bound; max rel err ",
+                    r.max_rel);
   return r;
 }
 
@@ -110,17 +113,21 @@ CompareResult check_close(const std::string& what, const A* x, const B* r, int64
                           double nmse_max) {
   CompareResult c = compare(x, r, n, rtol, atol, nmse_max);
   EXPECT_TRUE(c.ok) << what << ": " << c.message;
-  std::cout << "[ parity   ] " << what << ": max rel err " << c.max_rel << ", max abs err " << c.max_abs << "; "
-            << c.message << "\n";
+  double ss = 0;
+  for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(r[i]) * static_cast<double>(r[i]);
+  const double rms_ref = n > 0 ? std::sqrt(ss / n) : 0;
+  std::cout << "[ parity   ] " << what << ": max rel err " << c.max_rel << ", max abs err " << c.max_abs
+            << " (= " << (rms_ref > 0 ? c.max_abs / rms_ref : 0) << " rms(ref)); " << c.message << "\n";
   return c;
 }
 
 }  // namespace dex::testing
 
-// EXPECT_GRADCHECK(result): fails with the worst element, prints it on success.
-#define EXPECT_GRADCHECK(res)                                                        \
+// EXPECT_GRADCHECK(result) / EXPECT_GRADCHECK_NAMED(what, result): fail with the worst element, print it on success.
+#define EXPECT_GRADCHECK(res) EXPECT_GRADCHECK_NAMED("gradient", res)
+#define EXPECT_GRADCHECK_NAMED(what, res)                                            \
   do {                                                                               \
     auto _g = (res);                                                                 \
-    EXPECT_TRUE(_g.ok) << _g.message;                                                \
-    if (_g.ok) std::cout << "[ gradchk  ] " << _g.message << "\n";                   \
+    EXPECT_TRUE(_g.ok) << (what) << ": " << _g.message;                              \
+    if (_g.ok) std::cout << "[ gradchk  ] " << (what) << ": " << _g.message << "\n"; \
   } while (0)

@@ -46,8 +46,8 @@ TEST(add, backward_matches_finite_differences) {
     return std::vector<double>(y.begin(), y.end());
   };
   const double h = std::ldexp(1.0, -7);
-  EXPECT_GRADCHECK(testing::gradcheck(a, [&](const std::vector<float>& v) { return run(v, b); }, w, da, h, 1e-6));
-  EXPECT_GRADCHECK(testing::gradcheck(b, [&](const std::vector<float>& v) { return run(a, v); }, w, db, h, 1e-6));
+  EXPECT_GRADCHECK_NAMED(dex::str("add d", "a"), testing::gradcheck(a, [&](const std::vector<float>& v) { return run(v, b); }, w, da, h, 1e-6));
+  EXPECT_GRADCHECK_NAMED(dex::str("add d", "b"), testing::gradcheck(b, [&](const std::vector<float>& v) { return run(a, v); }, w, db, h, 1e-6));
 }
 
 TEST(add, bad_input_throws) {

@@ -45,7 +45,7 @@ TEST(bias_add, backward_matches_finite_differences) {
     bias_add_fwd_cpu(voxels, C, b.data(), y.data());
     return std::vector<double>(y.begin(), y.end());
   };
-  EXPECT_GRADCHECK(testing::gradcheck(bias, fwd, w, db, std::ldexp(1.0, -7), 1e-6));
+  EXPECT_GRADCHECK_NAMED(dex::str("bias_add d", "bias"), testing::gradcheck(bias, fwd, w, db, std::ldexp(1.0, -7), 1e-6));
 }
 
 TEST(bias_add, bad_input_throws) {

@@ -49,8 +49,8 @@ TEST(concat, backward_matches_finite_differences) {
     return std::vector<double>(y.begin(), y.end());
   };
   const double h = std::ldexp(1.0, -7);
-  EXPECT_GRADCHECK(testing::gradcheck(a, [&](const std::vector<float>& v) { return run(v, b); }, w, da, h, 1e-6));
-  EXPECT_GRADCHECK(testing::gradcheck(b, [&](const std::vector<float>& v) { return run(a, v); }, w, db, h, 1e-6));
+  EXPECT_GRADCHECK_NAMED(dex::str("concat d", "a"), testing::gradcheck(a, [&](const std::vector<float>& v) { return run(v, b); }, w, da, h, 1e-6));
+  EXPECT_GRADCHECK_NAMED(dex::str("concat d", "b"), testing::gradcheck(b, [&](const std::vector<float>& v) { return run(a, v); }, w, db, h, 1e-6));
 }
 
 TEST(concat, bad_input_throws) {

@@ -100,7 +100,7 @@ TEST(dice_ce, gradient_matches_finite_differences) {
     return std::vector<double>{dice_ce_fwd_bwd_cpu(p, v.data(), t.data(), nullptr).loss};
   };
   // the loss is a double: output roundoff ~1e-16; the analytic gradient is fp32 (rtol >= 2u)
-  EXPECT_GRADCHECK(testing::gradcheck(z, fwd, std::vector<float>{1.f}, dz, std::ldexp(1.0, -6), 4 * kUnitF32,
+  EXPECT_GRADCHECK_NAMED(dex::str("dice_ce d", "z"), testing::gradcheck(z, fwd, std::vector<float>{1.f}, dz, std::ldexp(1.0, -6), 4 * kUnitF32,
                                       std::ldexp(1.0, -52)));
 }
 

@@ -47,11 +47,11 @@ TEST_P(InstanceNormParity, instance_norm_fwd_and_bwd_match_pytorch) {
   instance_norm_fwd_cpu(p, x.data(), gamma.data(), beta.data(), y.data(), mean.data(), rstd.data());
 
   const double rtol = 2 * kUnitF32 + std::sqrt(static_cast<double>(p.S)) * std::ldexp(1.0, -53);
-  testing::check_close(c.name + " y", y.data(), c.t("y").data.data(), n, rtol, rtol * testing::rms(c.t("y").data),
+  testing::check_close("instance_norm " + c.name + " y", y.data(), c.t("y").data.data(), n, rtol, rtol * testing::rms(c.t("y").data),
                        4 * rtol * rtol);
-  testing::check_close(c.name + " mean", mean.data(), c.t("mean").data.data(), p.N * p.C, rtol,
+  testing::check_close("instance_norm " + c.name + " mean", mean.data(), c.t("mean").data.data(), p.N * p.C, rtol,
                        rtol * testing::rms(c.t("x").data), 4 * rtol * rtol);
-  testing::check_close(c.name + " rstd", rstd.data(), c.t("rstd").data.data(), p.N * p.C, rtol, 0, 4 * rtol * rtol);
+  testing::check_close("instance_norm " + c.name + " rstd", rstd.data(), c.t("rstd").data.data(), p.N * p.C, rtol, 0, 4 * rtol * rtol);
 
   // Backward with the saved fp32 mean/rstd: xhat carries an absolute error u*|mean|*rstd from the rounded mean, on
   // top of the rounding of rstd and of dx itself, so rtol = u * (4 + max |mean|*rstd).
@@ -61,7 +61,7 @@ TEST_P(InstanceNormParity, instance_norm_fwd_and_bwd_match_pytorch) {
   std::vector<float> dy = c.t("dy").f32(), dx(n), dgamma(p.C, 0.f), dbeta(p.C, 0.f);
   instance_norm_bwd_cpu(p, x.data(), dy.data(), mean.data(), rstd.data(), gamma.data(), dx.data(), dgamma.data(),
                         dbeta.data());
-  testing::check_close(c.name + " dx", dx.data(), c.t("dx").data.data(), n, brtol,
+  testing::check_close("instance_norm " + c.name + " dx", dx.data(), c.t("dx").data.data(), n, brtol,
                        brtol * testing::rms(c.t("dx").data), 4 * brtol * brtol);
   if (p.affine) {
     // dgamma = sum dy*xhat: the cancellation bound is brtol * sum |dy*xhat| (computed here from the reference stats).
@@ -82,7 +82,7 @@ TEST_P(InstanceNormParity, instance_norm_fwd_and_bwd_match_pytorch) {
     double worst = 0;
     for (int ch = 0; ch < p.C; ++ch)
       worst = std::max({worst, std::fabs(dgamma[ch] / c.t("dgamma").data[ch] - 1), std::fabs(dbeta[ch] / c.t("dbeta").data[ch] - 1)});
-    std::cout << "[ parity   ] " << c.name << " dgamma/dbeta: max rel err " << worst << "\n";
+    std::cout << "[ parity   ] instance_norm " << c.name << " dgamma/dbeta: max rel err " << worst << "\n";
   }
 }
 INSTANTIATE_TEST_SUITE_P(ops, InstanceNormParity, ::testing::Values("plain", "affine", "offset"));
@@ -137,10 +137,10 @@ TEST(instance_norm, backward_matches_finite_differences) {
     instance_norm_bwd_cpu(p, x.data(), w.data(), m.data(), r.data(), g.data(), dx.data(), dg.data(), db.data());
     const double h = std::ldexp(1.0, -6), rtol = 1e-5;
     SCOPED_TRACE(affine ? "affine" : "plain");
-    EXPECT_GRADCHECK(testing::gradcheck(x, [&](const std::vector<float>& v) { return run(v, g, b); }, w, dx, h, rtol));
+    EXPECT_GRADCHECK_NAMED(dex::str("instance_norm d", "x", affine ? " (affine)" : ""), testing::gradcheck(x, [&](const std::vector<float>& v) { return run(v, g, b); }, w, dx, h, rtol));
     if (affine) {
-      EXPECT_GRADCHECK(testing::gradcheck(g, [&](const std::vector<float>& v) { return run(x, v, b); }, w, dg, h, rtol));
-      EXPECT_GRADCHECK(testing::gradcheck(b, [&](const std::vector<float>& v) { return run(x, g, v); }, w, db, h, rtol));
+      EXPECT_GRADCHECK_NAMED(dex::str("instance_norm d", "g", affine ? " (affine)" : ""), testing::gradcheck(g, [&](const std::vector<float>& v) { return run(x, v, b); }, w, dg, h, rtol));
+      EXPECT_GRADCHECK_NAMED(dex::str("instance_norm d", "b", affine ? " (affine)" : ""), testing::gradcheck(b, [&](const std::vector<float>& v) { return run(x, g, v); }, w, db, h, rtol));
     }
   }
 }

@@ -72,7 +72,7 @@ TEST(leaky_relu, backward_matches_finite_differences) {
     leaky_relu_fwd_cpu(n, 0.01f, v.data(), out.data());
     return std::vector<double>(out.begin(), out.end());
   };
-  EXPECT_GRADCHECK(testing::gradcheck(x, fwd, w, dx, std::ldexp(1.0, -7), 1e-6));
+  EXPECT_GRADCHECK_NAMED(dex::str("leaky_relu d", "x"), testing::gradcheck(x, fwd, w, dx, std::ldexp(1.0, -7), 1e-6));
 }
 
 TEST(leaky_relu, bad_input_throws) {

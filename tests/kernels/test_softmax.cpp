@@ -72,7 +72,7 @@ TEST(softmax, backward_matches_finite_differences) {
     softmax_fwd_cpu(voxels, C, v.data(), out.data());
     return std::vector<double>(out.begin(), out.end());
   };
-  EXPECT_GRADCHECK(testing::gradcheck(x, fwd, w, dx, std::ldexp(1.0, -6), 1e-5));
+  EXPECT_GRADCHECK_NAMED(dex::str("softmax d", "x"), testing::gradcheck(x, fwd, w, dx, std::ldexp(1.0, -6), 1e-5));
 }
 
 TEST(softmax, bad_input_throws) {
