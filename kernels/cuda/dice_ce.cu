@@ -85,11 +85,12 @@ __global__ void dice_ce_grad_kernel_v1(int N, int C, int64_t S, double nr, doubl
 }
 
 double* sums_scratch(size_t count) {
+  // Deliberately never freed: a static destructor would run after the CUDA runtime has shut down.
   static std::mutex mu;
-  static DeviceBuffer<double> buf;
+  static auto* buf = new DeviceBuffer<double>();
   std::lock_guard<std::mutex> lock(mu);
-  if (buf.size() < count) buf = DeviceBuffer<double>(count);
-  return buf.data();
+  if (buf->size() < count) *buf = DeviceBuffer<double>(count);
+  return buf->data();
 }
 
 }  // namespace
