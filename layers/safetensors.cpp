@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -130,6 +131,8 @@ bool is_safetensors_file(const std::string& path) {
 }
 
 StateDict load_safetensors(const std::string& path, std::map<std::string, std::string>* metadata) {
+  std::error_code ec;
+  DEX_INPUT_CHECK(!std::filesystem::is_directory(path, ec), "model file ", path, " is a directory");
   std::ifstream f(path, std::ios::binary);
   DEX_INPUT_CHECK(f, "cannot open model file ", path);
   f.seekg(0, std::ios::end);
@@ -139,6 +142,7 @@ StateDict load_safetensors(const std::string& path, std::map<std::string, std::s
   DEX_INPUT_CHECK(file_size >= 8, where, " is too short (", file_size, " bytes) for the 8-byte header length");
   uint8_t len[8];
   f.read(reinterpret_cast<char*>(len), 8);
+  DEX_INPUT_CHECK(f, where, ": cannot read the header length");
   uint64_t n = 0;
   for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(len[i]) << (8 * i);
   DEX_INPUT_CHECK(n <= file_size - 8, where, ": header length ", n, " runs past the end of the file (", file_size,

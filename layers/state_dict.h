@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "kernels/common.h"  // InputError, thrown by everything below
+
 namespace dex {
 
 // One tensor: row-major (C order) shape, contiguous fp32 data (fp16/bf16 files are converted on read).

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <unordered_map>
@@ -707,6 +708,8 @@ std::string list_keys(const Value& d) {
 
 StateDict load_torch_checkpoint(const std::string& path) {
   {
+    std::error_code ec;
+    DEX_INPUT_CHECK(!std::filesystem::is_directory(path, ec), "model file ", path, " is a directory");
     std::ifstream f(path, std::ios::binary);
     DEX_INPUT_CHECK(f, "cannot open model file ", path);
     uint8_t magic[4] = {0, 0, 0, 0};
@@ -788,6 +791,8 @@ StateDict load_torch_checkpoint(const std::string& path) {
 }
 
 StateDict load_model_file(const std::string& path, std::map<std::string, std::string>* metadata) {
+  std::error_code ec;
+  DEX_INPUT_CHECK(!std::filesystem::is_directory(path, ec), "model file ", path, " is a directory");
   std::ifstream f(path, std::ios::binary);
   DEX_INPUT_CHECK(f, "cannot open model file ", path);
   unsigned char magic[2] = {0, 0};

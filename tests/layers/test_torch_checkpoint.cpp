@@ -10,6 +10,7 @@
 #include <set>
 
 #include "layers/state_dict.h"
+#include "layers/safetensors.h"
 #include "layers/torch_checkpoint.h"
 #include "tests/testing.h"
 
@@ -198,6 +199,9 @@ TEST(TorchCheckpoint, RejectsLegacyTorchScriptAndPickledModules) {
   expect_input_error(test_data("modelfile/module.pt"), "TinyDynUNet");
   expect_input_error(test_data("modelfile/handmade.safetensors"), "not a torch.save checkpoint");
   expect_input_error(test_data("modelfile/does_not_exist.pt"), "cannot open");
+  expect_input_error(test_data("modelfile"), "directory");
+  EXPECT_THROW(load_model_file(test_data("modelfile")), InputError);
+  EXPECT_THROW(load_safetensors(test_data("modelfile")), InputError);
   EXPECT_THROW(load_model_file(test_data("modelfile/legacy.pt")), InputError);
   try {
     load_model_file(test_data("modelfile/expected.fix"));
