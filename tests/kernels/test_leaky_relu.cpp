@@ -25,9 +25,9 @@ TEST(leaky_relu, fwd_and_bwd_match_pytorch_bit_exactly) {
   EXPECT_EQ(dx[0], dy[0] * 0.01f);
 }
 
-// The forward's max(x, slope*x) form must equal the definition bit for bit, signed zeros and specials included,
+// The forward's max(x, slope*x) form and the backward's bit select must equal the definition bit for bit, signed zeros and specials included,
 // and the other slopes (0: -inf*0 is NaN; > 1; < 0) take the plain definition.
-TEST(leaky_relu, fwd_equals_the_definition_bit_for_bit_on_special_values) {
+TEST(leaky_relu, fwd_and_bwd_equal_the_definition_bit_for_bit_on_special_values) {
   const float inf = INFINITY, tiny = std::ldexp(1.0f, -149);
   std::vector<float> x = {0.f, -0.f, tiny, -tiny, -1e-40f, inf, -inf, std::nanf(""), -std::nanf(""), 3.5f, -3.5f};
   for (float slope : {0.01f, 0.0f, 1.0f, 2.5f, -0.5f}) {
@@ -40,6 +40,19 @@ TEST(leaky_relu, fwd_equals_the_definition_bit_for_bit_on_special_values) {
       } else {
         EXPECT_EQ(std::signbit(y[i]), std::signbit(ref)) << "slope " << slope << " x " << x[i];
         EXPECT_EQ(y[i], ref) << "slope " << slope << " x " << x[i];
+      }
+    }
+    // the backward's branch-free select against the definition, with special gradients too
+    std::vector<float> dy = {1.5f, -0.f, inf, -inf, 2.f, -1.f, std::nanf(""), 3.f, 0.f, -tiny, 7.f};
+    std::vector<float> dx(x.size());
+    leaky_relu_bwd_cpu(static_cast<int64_t>(x.size()), slope, x.data(), dy.data(), dx.data());
+    for (size_t i = 0; i < x.size(); ++i) {
+      const float ref = x[i] > 0.0f ? dy[i] : dy[i] * slope;
+      if (std::isnan(ref)) {
+        EXPECT_TRUE(std::isnan(dx[i])) << "slope " << slope << " x " << x[i] << " dy " << dy[i];
+      } else {
+        EXPECT_EQ(std::signbit(dx[i]), std::signbit(ref)) << "slope " << slope << " x " << x[i] << " dy " << dy[i];
+        EXPECT_EQ(dx[i], ref) << "slope " << slope << " x " << x[i] << " dy " << dy[i];
       }
     }
   }
