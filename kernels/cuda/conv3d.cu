@@ -10,6 +10,7 @@
 // Index math: every voxel offset is formed in 64 bits from per-row bases (KERNELS.md §2, "Index width").
 #include <cuda_runtime.h>
 
+#include "kernels/cuda/conv3d_v2_layout.h"
 #include "kernels/cuda/conv_common.cuh"
 #include "kernels/cuda/cuda_utils.cuh"
 #include "kernels/cuda/ops_cuda.h"
@@ -166,11 +167,11 @@ __global__ void conv3d_wgrad_kernel_v1(ConvArgs a, const void* x, const void* dy
 }
 
 // ==== v2 mma.sync implicit GEMM (fprop, f16/bf16) ========================================================
-constexpr int kBM = 128, kBK = 32, kStages = 3, kV2Threads = 128;
-
-// Halves offset of (row, 16-byte chunk) in a [rows][32 halves] tile; chunk ^= (row/2)%4 spreads any 8 consecutive
-// rows' same chunk over 8 distinct 16-byte slots of a 128-byte line (conflict-free ldmatrix phases).
-__device__ __forceinline__ int swz(int row, int chunk) { return row * kBK + ((chunk ^ ((row >> 1) & 3)) << 3); }
+// Index maps live in conv3d_v2_layout.h (shared with the CPU emulation test).
+using v2::kBM;
+using v2::kBK;
+using v2::kStages;
+constexpr int kV2Threads = v2::kThreads;
 
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
   const unsigned sa = static_cast<unsigned>(__cvta_generic_to_shared(smem));
@@ -239,7 +240,7 @@ __global__ void __launch_bounds__(kV2Threads) conv3d_fprop_kernel_v2(ConvArgs a,
   bool rv[4];
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
-    const int64_t m = m_base + (tid >> 2) + 32 * i;
+    const int64_t m = m_base + v2::a_row(tid, i);
     rv[i] = m < M;
     int64_t r = rv[i] ? m : 0;
     const int ow = static_cast<int>(r % a.OW); r /= a.OW;
@@ -250,27 +251,27 @@ __global__ void __launch_bounds__(kV2Threads) conv3d_fprop_kernel_v2(ConvArgs a,
     ry[i] = oh * a.s1 - a.p1;
     rx[i] = ow * a.s2 - a.p2;
   }
-  const int a_chunk = tid & 3;
+  const int a_chunk = v2::a_chunk(tid);
 
   auto load_stage = [&](int stage, int kt) {
-    const int tap = kt / CC;
-    const int c0 = (kt - tap * CC) * kBK;
+    int tap, c0;
+    v2::kstep(kt, a.C, &tap, &c0);
     const int t = tap / (a.KH * a.KW), rr = (tap / a.KW) % a.KH, s = tap % a.KW;
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      const int row = (tid >> 2) + 32 * i;
+      const int row = v2::a_row(tid, i);
       const int iz = rz[i] + t * a.d0, iy = ry[i] + rr * a.d1, ix = rx[i] + s * a.d2;
       const bool ok = rv[i] && iz >= 0 && iz < a.D && iy >= 0 && iy < a.H && ix >= 0 && ix < a.W;
       const uint16_t* src =
           ok ? x + ((((int64_t(rn[i]) * a.D + iz) * a.H + iy) * a.W + ix) * a.C + c0 + a_chunk * 8) : x;
-      cp_async16(&sA[stage][swz(row, a_chunk)], src, ok);
+      cp_async16(&sA[stage][v2::swz(row, a_chunk)], src, ok);
     }
 #pragma unroll
     for (int j = 0; j < BN / 32; ++j) {
       const int idx = tid + kV2Threads * j;
-      const int row = idx >> 2, chunk = idx & 3;
+      const int row = v2::b_row(idx), chunk = v2::b_chunk(idx);
       const uint16_t* src = w + ((int64_t(n_base + row) * a.taps + tap) * a.C + c0 + chunk * 8);
-      cp_async16(&sB[stage][swz(row, chunk)], src, true);
+      cp_async16(&sB[stage][v2::swz(row, chunk)], src, true);
     }
   };
 
@@ -302,12 +303,12 @@ __global__ void __launch_bounds__(kV2Threads) conv3d_fprop_kernel_v2(ConvArgs a,
       unsigned af[2][4];
 #pragma unroll
       for (int mi = 0; mi < 2; ++mi)
-        ldmatrix_x4(af[mi], &tA[swz(warp_m + mi * 16 + (lane & 15), kk * 2 + (lane >> 4))]);
+        ldmatrix_x4(af[mi], &tA[v2::swz(v2::lda_row(warp_m, mi, lane), v2::lda_chunk(kk, lane))]);
       unsigned bf[kNT][2];
 #pragma unroll
       for (int nj = 0; nj < kNT / 2; ++nj) {
         unsigned r[4];
-        ldmatrix_x4(r, &tB[swz(nj * 16 + (lane & 7) + ((lane >> 4) << 3), kk * 2 + ((lane >> 3) & 1))]);
+        ldmatrix_x4(r, &tB[v2::swz(v2::ldb_row(nj, lane), v2::ldb_chunk(kk, lane))]);
         bf[2 * nj][0] = r[0];
         bf[2 * nj][1] = r[1];
         bf[2 * nj + 1][0] = r[2];
@@ -326,11 +327,11 @@ __global__ void __launch_bounds__(kV2Threads) conv3d_fprop_kernel_v2(ConvArgs a,
   for (int mi = 0; mi < 2; ++mi) {
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
-      const int64_t m = m_base + warp_m + mi * 16 + (lane >> 2) + half * 8;
+      const int64_t m = m_base + v2::acc_row(warp_m, mi, lane, half * 2);
       if (m >= M) continue;
 #pragma unroll
       for (int ni = 0; ni < kNT; ++ni) {
-        const int col = n_base + ni * 8 + (lane & 3) * 2;
+        const int col = n_base + v2::acc_col(ni, lane, half * 2);
         *reinterpret_cast<unsigned*>(y + m * a.K + col) =
             pack2<kBf16>(acc[mi][ni][half * 2], acc[mi][ni][half * 2 + 1]);
       }
