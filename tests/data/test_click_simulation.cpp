@@ -7,6 +7,8 @@
 #include <set>
 
 #include "data/click_simulation.h"
+#include "data/phantom.h"
+#include "data/resize.h"
 #include "tests/testing.h"
 
 namespace dex {
@@ -277,6 +279,37 @@ TEST(ClickSimulation, HeatmapsFromGuidance) {
   EXPECT_FLOAT_EQ(maps[0][peak], 1.f);
   EXPECT_LT(maps[0][(5 * 9 + 5) * 10 + 5], maps[0][(2 * 9 + 3) * 10 + 5]);
   for (float v : maps[1]) ASSERT_EQ(v, 0.f);
+}
+
+// On a phantom label resized to a small network grid (nearest, as the bundle's label path): every kept seed lies in
+// its label, one round of clicks against an empty prediction lands inside the spleen, and the heatmap channels peak
+// at kept clicks.
+TEST(ClickSimulation, SeedsAndClicksOnPhantom) {
+  PhantomOptions opt;
+  opt.orientation = PhantomOrientation::RAS;
+  const Phantom p = make_phantom(3, 0, opt);
+  const LabelVolume label = resize_nearest(p.label, {48, 48, 48});
+  const auto names = bundle_label_names();
+  for (uint64_t seed = 0; seed < 5; ++seed) {
+    Rng rng = click_rng(seed, 0, 0);
+    const Guidance g = initial_guidance(label, names, rng);
+    for (size_t l = 0; l < 2; ++l)
+      for (const auto& pt : guidance_points(g[l]))
+        EXPECT_EQ(label.at(pt[0], pt[1], pt[2]), names[l].value) << names[l].name;
+    ASSERT_FALSE(guidance_points(g[0]).empty()) << "a spleen seed";
+    LabelVolume pred = label;
+    std::fill(pred.data.begin(), pred.data.end(), 0);  // the network missed the spleen entirely
+    const auto g2 = add_random_guidance(g, find_discrepancy_regions(label, pred, names), label, names, rng);
+    EXPECT_TRUE(g2[1].empty() || g2[1].size() == guidance_points(g[1]).size()) << "no false positive: no new bg click";
+    for (const auto& pt : guidance_points(g2[0])) EXPECT_EQ(label.at(pt[0], pt[1], pt[2]), 1);
+    const auto maps = guidance_heatmaps(g2, label.shape);
+    for (size_t l = 0; l < 2; ++l) {
+      const auto pts = guidance_points(g2[l]);
+      if (pts.empty()) continue;
+      const auto& pt = pts[0];
+      EXPECT_GT(maps[l][(pt[0] * 48 + pt[1]) * 48 + pt[2]], 0.5f);
+    }
+  }
 }
 
 }  // namespace dex
