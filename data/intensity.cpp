@@ -11,7 +11,10 @@ void window_intensity_inplace(Volume& v, float a_min, float a_max, float b_min, 
   // Same float32 operations, in the same order, as MONAI ScaleIntensityRange (clip=True).
   const float range = a_max - a_min, out_range = b_max - b_min;
   const float lo = std::min(b_min, b_max), hi = std::max(b_min, b_max);
-  for (float& x : v.data) {
+  float* d = v.data.data();
+  const int64_t n = static_cast<int64_t>(v.data.size());
+  for (int64_t i = 0; i < n; ++i) {
+    float& x = d[i];
     float t = (x - a_min) / range;
     t = t * out_range + b_min;
     x = std::min(std::max(t, lo), hi);

@@ -127,15 +127,13 @@ void reorient_buffer(const T* in, const std::array<int64_t, 3>& in_shape, const 
     step[a] = o.flip[a] ? -s : s;
     if (o.flip[a]) base += (in_shape[o.perm[a]] - 1) * s;
   }
-  int64_t idx = 0;
   for (int64_t n0 = 0; n0 < os[0]; ++n0) {
     const int64_t b0 = base + n0 * step[0];
     for (int64_t n1 = 0; n1 < os[1]; ++n1) {
       const T* src = in + b0 + n1 * step[1];
-      T* dst = out + idx;
+      T* dst = out + (n0 * os[1] + n1) * os[2];
       const int64_t s2 = step[2];
       for (int64_t n2 = 0; n2 < os[2]; ++n2) dst[n2] = src[n2 * s2];
-      idx += os[2];
     }
   }
 }
