@@ -259,6 +259,9 @@ TEST(NiftiIO, WriteRoundTripKeepsGeometryAndIsAtomic) {
     EXPECT_EQ(m.qform_code, 1);
     EXPECT_EQ(m.spacing, in_meta.spacing);
     EXPECT_EQ(m.datatype, 16);
+    const NiftiMeta h = read_nifti_header(tmp(name));  // header only: same geometry
+    EXPECT_EQ(h.affine, in_meta.affine);
+    EXPECT_EQ(h.shape, v.shape);
   }
   // Labels (uint8) and int16.
   LabelVolume l;

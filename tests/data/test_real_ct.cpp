@@ -100,9 +100,10 @@ TEST(RealCT, EndToEndThroughTheNetworkGridAndBack) {
 
   // Labels through 128^3 and back. PyTorch's legacy nearest (floor(o*n/m)) does not compose to the identity when n/m
   // is close to 1 (122 -> 128 -> 122 moves voxels by one), so on this small 3 mm spleen its round trip is lossy; the
-  // values below were computed with torch.nn.functional.interpolate on the same label (scripts/check_real_ct_resize_torch.py) and
-  // are parity checks, not quality bars. The quality bar (Dice >= 0.95) is on the path inference takes: label
-  // probabilities resized by area to 128^3 and back by area, then argmax (postprocess_probabilities).
+  // values below were computed with torch.nn.functional.interpolate on the same label
+  // (scripts/check_real_ct_resize_torch.py) and are parity checks, not quality bars. The quality bar (Dice >= 0.95)
+  // is on the path inference takes: label probabilities resized by area to 128^3 and back by area, then argmax
+  // (postprocess_probabilities).
   const LabelVolume lo = reorient(lab, g.orientation);
   const LabelVolume l128 = resize_nearest(lo, g.spatial_size);
   const LabelVolume near_back = reorient(resize_nearest(l128, lo.shape), g.orientation.inverse());
