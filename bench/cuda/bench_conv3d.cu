@@ -1,5 +1,5 @@
 // CUDA convolution benchmarks on the real DynUNet layer shapes (bench/dynunet_shapes.h) at 128^3 and 64^3, batch 1:
-// every dex variant (fprop f16 v1 and v2, bf16 v2; dgrad / wgrad f16 v1 at 64^3 only; transposed fprop f16 v1) and,
+// every dex variant (fprop f16 v1 and v2, bf16 v2; dgrad / wgrad f16 v1 at 64^3 only; transposed fprop f16 v1, v2) and,
 // on the same shapes, cuDNN fp16 NDHWC fprop (legacy cudnnFindConvolutionForwardAlgorithmEx, best algorithm) and
 // cuBLAS GemmEx where a layer is one GEMM (1x1x1 stride 1; transposed conv, GEMM part only).
 // Names: conv3d_fprop/<impl>/<patch>/<layer>. Counters: us, TFLOP/s, GB/s (fp16 bytes, each tensor once) and
@@ -88,14 +88,14 @@ void bm_wgrad(benchmark::State& state, Conv3dParams p, DType t) {
   }
 }
 
-void bm_convt_fprop(benchmark::State& state, ConvTranspose3dParams p, DType t) {
+void bm_convt_fprop(benchmark::State& state, ConvTranspose3dParams p, DType t, ConvVariant v) {
   if (skip_without_device(state)) return;
   try {
     DeviceBuffer<uint16_t> x(size_t(p.in_elems())), w(size_t(p.weight_elems())), y(size_t(p.out_elems()));
     fill_random(x.data(), p.in_elems(), 1, kSeed, nullptr);
     fill_random(w.data(), p.weight_elems(), 1, kSeed + 1, nullptr);
     time_loop(
-        state, [&](cudaStream_t s) { conv_transpose3d_fprop_cuda(p, t, x.data(), w.data(), y.data(), s); },
+        state, [&](cudaStream_t s) { conv_transpose3d_fprop_cuda(p, t, x.data(), w.data(), y.data(), v, s); },
         p.flops(), double(p.in_elems() + p.weight_elems() + p.out_elems()) * 2);
   } catch (const std::exception& e) {
     state.SkipWithError(e.what());
@@ -295,7 +295,11 @@ int register_all() {
       const std::string tail = str("/", patch, "/", l.name);
       if (l.transposed) {
         const ConvTranspose3dParams p = l.convt;
-        reg("conv_transpose3d_fprop/f16_v1" + tail, [p](benchmark::State& s) { bm_convt_fprop(s, p, DType::F16); });
+        reg("conv_transpose3d_fprop/f16_v1" + tail,
+            [p](benchmark::State& s) { bm_convt_fprop(s, p, DType::F16, ConvVariant::Direct); });
+        if (conv_transpose3d_fprop_cuda_supports(p, DType::F16, ConvVariant::Mma))
+          reg("conv_transpose3d_fprop/f16_v2" + tail,
+              [p](benchmark::State& s) { bm_convt_fprop(s, p, DType::F16, ConvVariant::Mma); });
         const int64_t M = int64_t(p.N) * p.D * p.H * p.W;
         const int N = p.K * int(p.taps());
         reg("conv_transpose3d_fprop/cublas_gemm_only" + tail, [=](benchmark::State& s) {

@@ -219,7 +219,9 @@ __device__ __forceinline__ unsigned pack2(float lo, float hi) {
 
 // Grid (ceil(M/128), K/BN). Thread tid loads A chunk (tid & 3) of rows (tid >> 2) + 32 i, i < 4, and B chunks
 // tid + 128 j of the BN x 4 chunk tile. k-step kt covers tap kt / (C/32), channels [(kt % (C/32)) * 32, +32).
-template <bool kBf16, int BN>
+// kTrans: the transposed conv with kernel == stride as one GEMM (conv3d_v2_layout.h, convt_out_index): M = input
+// voxels, N = K x taps, K-dim = C, no gather, scattering epilogue (a.taps is the real tap count, the GEMM has 1).
+template <bool kBf16, int BN, bool kTrans>
 __global__ void __launch_bounds__(kV2Threads) conv3d_fprop_kernel_v2(ConvArgs a, const uint16_t* __restrict__ x,
                                                                      const uint16_t* __restrict__ w,
                                                                      uint16_t* __restrict__ y) {
@@ -229,11 +231,11 @@ __global__ void __launch_bounds__(kV2Threads) conv3d_fprop_kernel_v2(ConvArgs a,
   __shared__ __align__(128) uint16_t sB[kStages][BN * kBK];
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int64_t M = int64_t(a.N) * a.OD * a.OH * a.OW;
+  const int64_t M = kTrans ? int64_t(a.N) * a.D * a.H * a.W : int64_t(a.N) * a.OD * a.OH * a.OW;
   const int64_t m_base = int64_t(blockIdx.x) * kBM;
   const int n_base = blockIdx.y * BN;
   const int CC = a.C / kBK;
-  const int KT = a.taps * CC;
+  const int KT = (kTrans ? 1 : a.taps) * CC;
 
   // Per-row gather state for this thread's 4 A rows: sample, first input coordinate of tap (0,0,0), validity.
   int rn[4], rz[4], ry[4], rx[4];
@@ -260,17 +262,23 @@ __global__ void __launch_bounds__(kV2Threads) conv3d_fprop_kernel_v2(ConvArgs a,
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const int row = v2::a_row(tid, i);
-      const int iz = rz[i] + t * a.d0, iy = ry[i] + rr * a.d1, ix = rx[i] + s * a.d2;
-      const bool ok = rv[i] && iz >= 0 && iz < a.D && iy >= 0 && iy < a.H && ix >= 0 && ix < a.W;
-      const uint16_t* src =
-          ok ? x + ((((int64_t(rn[i]) * a.D + iz) * a.H + iy) * a.W + ix) * a.C + c0 + a_chunk * 8) : x;
-      cp_async16(&sA[stage][v2::swz(row, a_chunk)], src, ok);
+      if constexpr (kTrans) {
+        const uint16_t* src = rv[i] ? x + ((m_base + row) * a.C + c0 + a_chunk * 8) : x;
+        cp_async16(&sA[stage][v2::swz(row, a_chunk)], src, rv[i]);
+      } else {
+        const int iz = rz[i] + t * a.d0, iy = ry[i] + rr * a.d1, ix = rx[i] + s * a.d2;
+        const bool ok = rv[i] && iz >= 0 && iz < a.D && iy >= 0 && iy < a.H && ix >= 0 && ix < a.W;
+        const uint16_t* src =
+            ok ? x + ((((int64_t(rn[i]) * a.D + iz) * a.H + iy) * a.W + ix) * a.C + c0 + a_chunk * 8) : x;
+        cp_async16(&sA[stage][v2::swz(row, a_chunk)], src, ok);
+      }
     }
 #pragma unroll
     for (int j = 0; j < BN / 32; ++j) {
       const int idx = tid + kV2Threads * j;
       const int row = v2::b_row(idx), chunk = v2::b_chunk(idx);
-      const uint16_t* src = w + ((int64_t(n_base + row) * a.taps + tap) * a.C + c0 + chunk * 8);
+      const int64_t wrow = kTrans ? int64_t(n_base + row) : int64_t(n_base + row) * a.taps + tap;
+      const uint16_t* src = w + (wrow * a.C + c0 + chunk * 8);
       cp_async16(&sB[stage][v2::swz(row, chunk)], src, true);
     }
   };
@@ -322,7 +330,8 @@ __global__ void __launch_bounds__(kV2Threads) conv3d_fprop_kernel_v2(ConvArgs a,
   }
   cp_async_wait<0>();
 
-  // Epilogue: accumulator fragment (row g / g+8, columns 2t, 2t+1) -> two packed 16-bit values per store.
+  // Epilogue: accumulator fragment (row g / g+8, columns 2t, 2t+1) -> two packed 16-bit values per store; the
+  // transposed GEMM scatters each element to its output voxel instead.
 #pragma unroll
   for (int mi = 0; mi < 2; ++mi) {
 #pragma unroll
@@ -332,8 +341,13 @@ __global__ void __launch_bounds__(kV2Threads) conv3d_fprop_kernel_v2(ConvArgs a,
 #pragma unroll
       for (int ni = 0; ni < kNT; ++ni) {
         const int col = n_base + v2::acc_col(ni, lane, half * 2);
-        *reinterpret_cast<unsigned*>(y + m * a.K + col) =
-            pack2<kBf16>(acc[mi][ni][half * 2], acc[mi][ni][half * 2 + 1]);
+        const unsigned packed = pack2<kBf16>(acc[mi][ni][half * 2], acc[mi][ni][half * 2 + 1]);
+        if constexpr (kTrans) {
+          y[v2::convt_out_index(m, col, a.D, a.H, a.W, a.KD, a.KH, a.KW, a.K)] = uint16_t(packed & 0xFFFFu);
+          y[v2::convt_out_index(m, col + 1, a.D, a.H, a.W, a.KD, a.KH, a.KW, a.K)] = uint16_t(packed >> 16);
+        } else {
+          *reinterpret_cast<unsigned*>(y + m * a.K + col) = packed;
+        }
       }
     }
   }
@@ -457,12 +471,12 @@ void conv3d_fprop_cuda(const Conv3dParams& p, DType dtype, const void* x, const 
   const unsigned gm = static_cast<unsigned>((p.out_voxels() + kBM - 1) / kBM);
   if (p.K % 64 == 0) {
     const dim3 grid(gm, p.K / 64);
-    if (bf) conv3d_fprop_kernel_v2<true, 64><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys);
-    else conv3d_fprop_kernel_v2<false, 64><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys);
+    if (bf) conv3d_fprop_kernel_v2<true, 64, false><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys);
+    else conv3d_fprop_kernel_v2<false, 64, false><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys);
   } else {
     const dim3 grid(gm, p.K / 32);
-    if (bf) conv3d_fprop_kernel_v2<true, 32><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys);
-    else conv3d_fprop_kernel_v2<false, 32><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys);
+    if (bf) conv3d_fprop_kernel_v2<true, 32, false><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys);
+    else conv3d_fprop_kernel_v2<false, 32, false><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys);
   }
   DEX_LAUNCH_CHECK("conv3d_fprop_kernel_v2", stream);
 }
@@ -503,6 +517,51 @@ void conv3d_wgrad_cuda(const Conv3dParams& p, DType dtype, const void* x, const 
   std::string why;
   DEX_CHECK(conv3d_wgrad_cuda_supports(p, dtype, v, &why), "conv3d_wgrad_cuda (", conv_variant_name(v), "): ", why);
   launch_wgrad_v1(p, storage(dtype), x, dy, dw, mode == GradMode::Accumulate, stream);
+}
+
+// ---- transposed conv (kernel == stride) as one v2 GEMM; called by conv_transpose3d.cu -------------------------------
+bool conv_transpose3d_v2_supports(const ConvTranspose3dParams& p, DType dtype, std::string* why) {
+  auto no = [&](const std::string& s) {
+    if (why) *why = s;
+    return false;
+  };
+  if (dtype != DType::F16 && dtype != DType::BF16) return no(str("v2 needs f16 or bf16 storage, got ", dtype_name(dtype)));
+  if (p.KD != p.stride[0] || p.KH != p.stride[1] || p.KW != p.stride[2] || p.pad[0] || p.pad[1] || p.pad[2])
+    return no("v2 needs kernel == stride and no padding (one GEMM)");
+  if (p.C % kBK != 0) return no(str("v2 needs C % 32 == 0, got C = ", p.C));
+  if ((int64_t(p.K) * p.taps()) % 32 != 0) return no(str("v2 needs K x taps % 32 == 0, got ", p.K * p.taps()));
+  return true;
+}
+
+void conv_transpose3d_fprop_v2_launch(const ConvTranspose3dParams& p, DType dtype, const void* x, const void* w,
+                                      void* y, cudaStream_t stream) {
+  std::string why;
+  DEX_CHECK(conv_transpose3d_v2_supports(p, dtype, &why), "conv_transpose3d_fprop_cuda (v2): ", why);
+  DEX_CHECK(aligned16(x) && aligned16(w) && aligned16(y), "conv_transpose3d_fprop_cuda (v2): 16-byte aligned pointers");
+  ConvArgs a{};
+  a.N = p.N; a.C = p.C; a.K = p.K; a.D = p.D; a.H = p.H; a.W = p.W;
+  a.OD = p.OD(); a.OH = p.OH(); a.OW = p.OW();
+  a.KD = p.KD; a.KH = p.KH; a.KW = p.KW;
+  a.s0 = p.stride[0]; a.s1 = p.stride[1]; a.s2 = p.stride[2];
+  a.d0 = a.d1 = a.d2 = 1;
+  a.taps = p.KD * p.KH * p.KW;
+  const int64_t M = int64_t(p.N) * p.D * p.H * p.W;
+  const int NN = p.K * a.taps;
+  const bool bf = dtype == DType::BF16;
+  const auto* xs = static_cast<const uint16_t*>(x);
+  const auto* ws = static_cast<const uint16_t*>(w);
+  auto* ys = static_cast<uint16_t*>(y);
+  const unsigned gm = static_cast<unsigned>((M + kBM - 1) / kBM);
+  if (NN % 64 == 0) {
+    const dim3 grid(gm, NN / 64);
+    if (bf) conv3d_fprop_kernel_v2<true, 64, true><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys);
+    else conv3d_fprop_kernel_v2<false, 64, true><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys);
+  } else {
+    const dim3 grid(gm, NN / 32);
+    if (bf) conv3d_fprop_kernel_v2<true, 32, true><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys);
+    else conv3d_fprop_kernel_v2<false, 32, true><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys);
+  }
+  DEX_LAUNCH_CHECK("conv3d_fprop_kernel_v2 (transposed)", stream);
 }
 
 }  // namespace dex

@@ -41,3 +41,23 @@ DEX_HD inline int acc_row(int warp_m, int mi, int lane, int q) { return warp_m +
 DEX_HD inline int acc_col(int ni, int lane, int q) { return ni * 8 + (lane & 3) * 2 + (q & 1); }
 
 }  // namespace dex::v2
+
+namespace dex::v2 {
+// Transposed conv with kernel == stride as one GEMM (KERNELS.md §3): A row m = input voxel m (N*D*H*W, C channels),
+// B row col = weight row (k, tap) = w[k][tap][:] (col = k * taps + tap), K-dim = C. Output element (m, col) goes to
+// voxel (n, i*s0 + a, j*s1 + b, l*s2 + c) channel k, where m = ((n*D + i)*H + j)*W + l and tap = (a*KH + b)*KW + c.
+// Windows never overlap, so every output element is written exactly once.
+DEX_HD inline int64_t convt_out_index(int64_t m, int col, int D, int H, int W, int KD, int KH, int KW, int K) {
+  const int taps = KD * KH * KW;
+  const int k = col / taps, tap = col - k * taps;
+  const int ta = tap / (KH * KW), tb = (tap / KW) % KH, tc = tap % KW;
+  const int l = static_cast<int>(m % W);
+  int64_t r = m / W;
+  const int j = static_cast<int>(r % H);
+  r /= H;
+  const int i = static_cast<int>(r % D);
+  const int64_t n = r / D;
+  const int OD = D * KD, OH = H * KH, OW = W * KW;
+  return (((n * OD + i * KD + ta) * OH + j * KH + tb) * OW + l * KW + tc) * K + k;
+}
+}  // namespace dex::v2

@@ -4,7 +4,9 @@
 //   v1 Direct  fprop (fp32 | f16 | bf16 storage): thread = (output voxel, 8 output channels), gathering the taps whose
 //              (o + pad - tap) divides by the stride; dgrad: thread = (input voxel, 8 input channels); wgrad: one
 //              (32-channel x 8-slice) block per (k, tap, channel chunk), fixed-order column sums (deterministic).
-//   (planned v2: kernel == stride as one GEMM, M = coarse voxels, N = taps x K, K-dim = C; KERNELS.md §3.)
+//   v2 Mma     fprop, f16 | bf16, kernel == stride: one implicit GEMM on conv3d.cu's mma.sync kernel (M = input
+//              voxels, N = K x taps, K-dim = C) with a scattering epilogue (conv3d_v2_layout.h: convt_out_index).
+//   Best       v2 where it applies, else v1. dgrad / wgrad: fp32 v1 only.
 #include <cuda_runtime.h>
 
 #include "kernels/cuda/conv_common.cuh"
@@ -12,6 +14,12 @@
 #include "kernels/cuda/ops_cuda.h"
 
 namespace dex {
+
+// Defined in conv3d.cu next to the v2 kernel.
+bool conv_transpose3d_v2_supports(const ConvTranspose3dParams& p, DType dtype, std::string* why);
+void conv_transpose3d_fprop_v2_launch(const ConvTranspose3dParams& p, DType dtype, const void* x, const void* w,
+                                      void* y, cudaStream_t stream);
+
 namespace {
 
 constexpr int kG = 8;
@@ -167,10 +175,28 @@ void conv_transpose3d_fprop_cuda(const ConvTranspose3dParams& p, const float* x,
   launch_fprop(p, St::F32, x, w, y, stream);
 }
 
+bool conv_transpose3d_fprop_cuda_supports(const ConvTranspose3dParams& p, DType dtype, ConvVariant v,
+                                          std::string* why) {
+  if (dtype != DType::F32 && dtype != DType::F16 && dtype != DType::BF16) {
+    if (why) *why = str("unsupported storage dtype ", dtype_name(dtype));
+    return false;
+  }
+  if (v == ConvVariant::Mma) return conv_transpose3d_v2_supports(p, dtype, why);
+  return true;
+}
+
 void conv_transpose3d_fprop_cuda(const ConvTranspose3dParams& p, DType dtype, const void* x, const void* w, void* y,
-                                 cudaStream_t stream) {
-  DEX_CHECK(dtype == DType::F32 || dtype == DType::F16 || dtype == DType::BF16,
-            "conv_transpose3d_fprop_cuda: unsupported storage dtype ", dtype_name(dtype));
+                                 ConvVariant v, cudaStream_t stream) {
+  std::string why;
+  DEX_CHECK(conv_transpose3d_fprop_cuda_supports(p, dtype, v, &why), "conv_transpose3d_fprop_cuda (",
+            conv_variant_name(v), "): ", why);
+  const auto aligned = [](const void* q) { return (reinterpret_cast<uintptr_t>(q) & 15u) == 0; };
+  if (v == ConvVariant::Mma || (v == ConvVariant::Best && conv_transpose3d_v2_supports(p, dtype, nullptr) &&
+                                aligned(x) && aligned(w) && aligned(y))) {
+    check_problem(p, "conv_transpose3d_fprop_cuda");
+    conv_transpose3d_fprop_v2_launch(p, dtype, x, w, y, stream);
+    return;
+  }
   launch_fprop(p, dtype == DType::F32 ? St::F32 : dtype == DType::F16 ? St::F16 : St::BF16, x, w, y, stream);
 }
 

@@ -94,9 +94,12 @@ void conv_transpose3d_dgrad_cuda(const ConvTranspose3dParams& p, const float* dy
                                  GradMode mode = GradMode::Overwrite, cudaStream_t stream = nullptr);
 void conv_transpose3d_wgrad_cuda(const ConvTranspose3dParams& p, const float* x, const float* dy, float* dw,
                                  GradMode mode = GradMode::Accumulate, cudaStream_t stream = nullptr);
-// fp16 / bf16 storage, fp32 accumulation (dw fp32): the same direct kernels on 16-bit storage.
+// f32 / f16 / bf16 storage, fp32 accumulation. Variants: Direct (v1, any shape) and Mma (v2: kernel == stride as
+// one GEMM on the conv3d v2 kernel, M = input voxels, N = K x taps, K-dim = C; f16/bf16, C % 32 == 0, K x taps % 32 == 0).
+bool conv_transpose3d_fprop_cuda_supports(const ConvTranspose3dParams& p, DType dtype, ConvVariant v = ConvVariant::Best,
+                                          std::string* why = nullptr);
 void conv_transpose3d_fprop_cuda(const ConvTranspose3dParams& p, DType dtype, const void* x, const void* w, void* y,
-                                 cudaStream_t stream = nullptr);
+                                 ConvVariant v = ConvVariant::Best, cudaStream_t stream = nullptr);
 
 // ---- click_guidance.cu ------------------------------------------------------------------------------------
 // The DeepEdit guidance heatmap of one label (spec §3.9) on a D x H x W grid (x fastest = W): every point

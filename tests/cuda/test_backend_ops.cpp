@@ -351,17 +351,22 @@ void add_convt_rows(std::vector<OpCase>& rows, const ConvTranspose3dParams& p, u
                   },
                   tol(DType::F32, double(p.N) * p.D * p.H * p.W + 1), 1e-10, true, 0, seed + 2});
   for (DType t : {DType::F16, DType::BF16})
-    rows.push_back({str("conv_transpose3d_fprop/", dt(t), "/v1/", nm), {{t, xin, -1, 1, 0, 1}, {t, win}}, {{t, yout}},
-                    [p](const HostIn& in, HostIn& out) {
-                      conv_transpose3d_fprop_cpu(p, in[0].data(), in[1].data(), out[0].data(),
-                                                 CpuConvImpl::Reference);
-                      return Scalars{};
-                    },
-                    [p, t](const Backend&, const std::vector<const void*>& in, const std::vector<void*>& out, void* s) {
-                      conv_transpose3d_fprop_cuda(p, t, in[0], in[1], out[0], S(s));
-                      return Scalars{};
-                    },
-                    tol(t, p.C), t == DType::F16 ? 1e-6 : 3e-5, true, 0, seed + 3});
+    for (ConvVariant v : {ConvVariant::Direct, ConvVariant::Mma}) {
+      if (!conv_transpose3d_fprop_cuda_supports(p, t, v)) continue;
+      rows.push_back({str("conv_transpose3d_fprop/", dt(t), "/", conv_variant_name(v), "/", nm),
+                      {{t, xin, -1, 1, 0, 1}, {t, win}}, {{t, yout}},
+                      [p](const HostIn& in, HostIn& out) {
+                        conv_transpose3d_fprop_cpu(p, in[0].data(), in[1].data(), out[0].data(),
+                                                   CpuConvImpl::Reference);
+                        return Scalars{};
+                      },
+                      [p, t, v](const Backend&, const std::vector<const void*>& in, const std::vector<void*>& out,
+                                void* s) {
+                        conv_transpose3d_fprop_cuda(p, t, in[0], in[1], out[0], v, S(s));
+                        return Scalars{};
+                      },
+                      tol(t, p.C), t == DType::F16 ? 1e-6 : 3e-5, true, 0, seed + 3});
+    }
 }
 
 template <class T>
@@ -624,6 +629,8 @@ std::vector<OpCase> all_rows() {
   add_conv_rows(rows, conv(1, 64, 32, 12, 11, 10, 3, 1, 1, 1), 160);  // v2: 11 CTAs, 54 k-steps
   add_convt_rows(rows, convt(1, 16, 8, 3, 4, 5, 2), 200);
   add_convt_rows(rows, convt(2, 8, 16, 2, 3, 4, 1), 210);
+  add_convt_rows(rows, convt(1, 64, 32, 5, 3, 7, 2), 220);   // v2: N = 256, M = 105
+  add_convt_rows(rows, convt(2, 32, 16, 3, 4, 5, 1), 230);   // v2 (2,2,1): N = 64
   add_elementwise_rows(rows);
   for (auto& r : rows) r.table = r.name.find("/table") != std::string::npos;
   return rows;

@@ -7,9 +7,11 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <functional>
 #include <vector>
 
 #include "kernels/conv3d.h"
+#include "kernels/conv_transpose3d.h"
 #include "kernels/cuda/conv3d_v2_layout.h"
 #include "tests/testing.h"
 
@@ -56,50 +58,43 @@ void mma_16816(std::array<std::array<double, 4>, 32>& d, const Frag& a, int a_ba
 }
 
 // The kernel, one CTA at a time, one k-step at a time (the pipeline only reorders when tiles are loaded).
-std::vector<float> emulate_v2(const Conv3dParams& p, const std::vector<float>& x, const std::vector<float>& w,
-                              std::vector<int>& writes) {
-  const int BN = p.K % 64 == 0 ? 64 : 32, kNT = BN / 8;
-  const int64_t M = p.out_voxels();
-  const int OD = p.OD(), OH = p.OH(), OW = p.OW();
-  std::vector<float> y(static_cast<size_t>(p.out_elems()), -12345.f);
+// a_src(m, kt, chunk) gives the x offset of A row m's chunk at k-step kt (or -1: zero fill), b_src(n, kt, chunk) the
+// w offset, out(m, col) the y offset, exactly as the kernel's two modes compute them.
+struct GemmView {
+  int64_t M;
+  int N, KT;
+  std::function<int64_t(int64_t, int, int)> a_src;
+  std::function<int64_t(int, int, int)> b_src;
+  std::function<int64_t(int64_t, int)> out;
+};
+
+std::vector<float> emulate_v2(const GemmView& g, const std::vector<float>& x, const std::vector<float>& w,
+                              int64_t out_elems, std::vector<int>& writes) {
+  const int BN = g.N % 64 == 0 ? 64 : 32, kNT = BN / 8;
+  std::vector<float> y(static_cast<size_t>(out_elems), -12345.f);
   writes.assign(y.size(), 0);
-  const int KT = static_cast<int>(p.taps()) * (p.C / kBK);
   std::vector<float> sA(kBM * kBK), sB(BN * kBK);
-  for (int64_t bx = 0; bx * kBM < M; ++bx)
-    for (int by = 0; by < p.K / BN; ++by) {
+  for (int64_t bx = 0; bx * kBM < g.M; ++bx)
+    for (int by = 0; by < g.N / BN; ++by) {
       const int64_t m_base = bx * kBM;
       const int n_base = by * BN;
-      // acc[warp][mi][ni][lane][q]
-      std::vector<std::array<std::array<double, 4>, 32>> acc(4 * 2 * kNT);
+      std::vector<std::array<std::array<double, 4>, 32>> acc(4 * 2 * kNT);  // [warp][mi][ni] -> [lane][q]
       for (auto& a : acc)
         for (auto& l : a) l.fill(0);
-      for (int kt = 0; kt < KT; ++kt) {
-        int tap, c0;
-        kstep(kt, p.C, &tap, &c0);
-        const int t = tap / (p.KH * p.KW), r = (tap / p.KW) % p.KH, s = tap % p.KW;
+      for (int kt = 0; kt < g.KT; ++kt) {
         std::fill(sA.begin(), sA.end(), -999.f);  // any slot not written by a "cp.async" shows up
         std::fill(sB.begin(), sB.end(), -999.f);
         for (int tid = 0; tid < kThreads; ++tid) {
           for (int i = 0; i < 4; ++i) {
             const int row = a_row(tid, i), chunk = a_chunk(tid);
             const int64_t m = m_base + row;
-            bool ok = m < M;
-            int64_t rem = ok ? m : 0;
-            const int ow = int(rem % OW); rem /= OW;
-            const int oh = int(rem % OH); rem /= OH;
-            const int od = int(rem % OD);
-            const int n = int(rem / OD);
-            const int iz = od * p.stride[0] - p.pad[0] + t * p.dil[0], iy = oh * p.stride[1] - p.pad[1] + r * p.dil[1],
-                      ix = ow * p.stride[2] - p.pad[2] + s * p.dil[2];
-            ok = ok && iz >= 0 && iz < p.D && iy >= 0 && iy < p.H && ix >= 0 && ix < p.W;
-            for (int e = 0; e < 8; ++e)
-              sA[swz(row, chunk) + e] =
-                  ok ? x[((((int64_t(n) * p.D + iz) * p.H + iy) * p.W + ix) * p.C) + c0 + chunk * 8 + e] : 0.f;
+            const int64_t src = m < g.M ? g.a_src(m, kt, chunk) : -1;
+            for (int e = 0; e < 8; ++e) sA[swz(row, chunk) + e] = src >= 0 ? x[src + e] : 0.f;
           }
           for (int j = 0; j < BN / 32; ++j) {
             const int idx = tid + kThreads * j, row = b_row(idx), chunk = b_chunk(idx);
-            for (int e = 0; e < 8; ++e)
-              sB[swz(row, chunk) + e] = w[(int64_t(n_base + row) * p.taps() + tap) * p.C + c0 + chunk * 8 + e];
+            const int64_t src = g.b_src(n_base + row, kt, chunk);
+            for (int e = 0; e < 8; ++e) sB[swz(row, chunk) + e] = w[src + e];
           }
         }
         for (int warp = 0; warp < 4; ++warp) {
@@ -128,13 +123,54 @@ std::vector<float> emulate_v2(const Conv3dParams& p, const std::vector<float>& x
             for (int lane = 0; lane < 32; ++lane)
               for (int q = 0; q < 4; ++q) {
                 const int64_t m = m_base + acc_row(warp * 32, mi, lane, q);
-                if (m >= M) continue;
-                const int64_t o = m * p.K + n_base + acc_col(ni, lane, q);
+                if (m >= g.M) continue;
+                const int64_t o = g.out(m, n_base + acc_col(ni, lane, q));
                 y[o] = static_cast<float>(acc[(warp * 2 + mi) * kNT + ni][lane][q]);
                 ++writes[o];
               }
     }
   return y;
+}
+
+// conv3d fprop: implicit GEMM with the per-tap gather (the kernel's kTrans = false mode).
+GemmView fprop_view(const Conv3dParams& p) {
+  GemmView g;
+  g.M = p.out_voxels();
+  g.N = p.K;
+  g.KT = static_cast<int>(p.taps()) * (p.C / kBK);
+  g.a_src = [p](int64_t m, int kt, int chunk) -> int64_t {
+    int tap, c0;
+    kstep(kt, p.C, &tap, &c0);
+    const int t = tap / (p.KH * p.KW), r = (tap / p.KW) % p.KH, s = tap % p.KW;
+    int64_t rem = m;
+    const int ow = int(rem % p.OW()); rem /= p.OW();
+    const int oh = int(rem % p.OH()); rem /= p.OH();
+    const int od = int(rem % p.OD());
+    const int n = int(rem / p.OD());
+    const int iz = od * p.stride[0] - p.pad[0] + t * p.dil[0], iy = oh * p.stride[1] - p.pad[1] + r * p.dil[1],
+              ix = ow * p.stride[2] - p.pad[2] + s * p.dil[2];
+    if (iz < 0 || iz >= p.D || iy < 0 || iy >= p.H || ix < 0 || ix >= p.W) return -1;
+    return (((int64_t(n) * p.D + iz) * p.H + iy) * p.W + ix) * p.C + c0 + chunk * 8;
+  };
+  g.b_src = [p](int n, int kt, int chunk) -> int64_t {
+    int tap, c0;
+    kstep(kt, p.C, &tap, &c0);
+    return (int64_t(n) * p.taps() + tap) * p.C + c0 + chunk * 8;
+  };
+  g.out = [p](int64_t m, int col) { return m * p.K + col; };
+  return g;
+}
+
+// Transposed conv (kernel == stride) as one GEMM (kTrans = true): rows are input voxels, columns (k, tap).
+GemmView convt_view(const ConvTranspose3dParams& p) {
+  GemmView g;
+  g.M = int64_t(p.N) * p.D * p.H * p.W;
+  g.N = p.K * static_cast<int>(p.taps());
+  g.KT = p.C / kBK;
+  g.a_src = [p](int64_t m, int kt, int chunk) -> int64_t { return m * p.C + kt * kBK + chunk * 8; };
+  g.b_src = [p](int n, int kt, int chunk) -> int64_t { return int64_t(n) * p.C + kt * kBK + chunk * 8; };
+  g.out = [p](int64_t m, int col) { return convt_out_index(m, col, p.D, p.H, p.W, p.KD, p.KH, p.KW, p.K); };
+  return g;
 }
 
 Conv3dParams shape(int N, int C, int K, int D, int H, int W, int k, int s0, int s1, int s2) {
@@ -176,7 +212,7 @@ TEST_P(Conv3dV2Emulation, MatchesReferenceExactly) {
   std::vector<float> ref(static_cast<size_t>(p.out_elems()));
   conv3d_fprop_cpu(p, x.data(), w.data(), ref.data(), CpuConvImpl::Reference);
   std::vector<int> writes;
-  const auto y = emulate_v2(p, x, w, writes);
+  const auto y = emulate_v2(fprop_view(p), x, w, p.out_elems(), writes);
   int64_t bad_writes = 0, mismatches = 0, first = -1;
   for (size_t i = 0; i < y.size(); ++i) {
     bad_writes += writes[i] != 1;
@@ -193,6 +229,44 @@ INSTANTIATE_TEST_SUITE_P(Shapes, Conv3dV2Emulation,
                                            shape(2, 32, 64, 8, 8, 6, 3, 2, 2, 1),   // (2,2,1), two samples
                                            shape(1, 32, 96, 7, 6, 5, 1, 1, 1, 1),   // 1x1x1, BN 32 x 3
                                            shape(1, 64, 32, 6, 8, 7, 1, 2, 2, 2))); // 1x1x1 stride 2
+
+}  // namespace
+}  // namespace dex
+
+namespace dex {
+namespace {
+
+ConvTranspose3dParams tshape(int N, int C, int K, int D, int H, int W, int kw) {
+  ConvTranspose3dParams p;
+  p.N = N; p.C = C; p.K = K; p.D = D; p.H = H; p.W = W;
+  p.KD = p.KH = 2; p.KW = kw;
+  p.stride[0] = p.stride[1] = 2; p.stride[2] = kw;
+  return p;
+}
+
+class ConvTranspose3dV2Emulation : public ::testing::TestWithParam<ConvTranspose3dParams> {};
+
+TEST_P(ConvTranspose3dV2Emulation, MatchesReferenceExactly) {
+  const ConvTranspose3dParams p = GetParam();
+  const auto x = testing::random_ints(p.in_elems(), 9, -2, 2);
+  const auto w = testing::random_ints(p.weight_elems(), 10, -2, 2);
+  std::vector<float> ref(static_cast<size_t>(p.out_elems()));
+  conv_transpose3d_fprop_cpu(p, x.data(), w.data(), ref.data(), CpuConvImpl::Reference);
+  std::vector<int> writes;
+  const auto y = emulate_v2(convt_view(p), x, w, p.out_elems(), writes);
+  int64_t bad_writes = 0, mismatches = 0;
+  for (size_t i = 0; i < y.size(); ++i) {
+    bad_writes += writes[i] != 1;
+    mismatches += y[i] != ref[i];
+  }
+  EXPECT_EQ(bad_writes, 0) << "outputs not written exactly once";
+  EXPECT_EQ(mismatches, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, ConvTranspose3dV2Emulation,
+                         ::testing::Values(tshape(1, 64, 32, 5, 3, 7, 2),    // N = 256 (BN 64), M = 105
+                                           tshape(2, 32, 16, 3, 4, 5, 1),    // (2,2,1): N = 64
+                                           tshape(1, 32, 12, 4, 3, 5, 2)));  // N = 96: BN 32 x 3
 
 }  // namespace
 }  // namespace dex
