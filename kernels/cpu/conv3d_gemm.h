@@ -7,9 +7,9 @@
 
 namespace dex {
 
-// Upper bound on the im2col panel of one chunk of output voxels (conv3d_cpu_workspace_bytes never exceeds it,
-// except for a single row longer than this).
-constexpr size_t kConvChunkBytes = size_t(8) << 20;
+// Upper bound on the im2col panel of one chunk of output voxels (the workspace holds one per fprop thread;
+// a single row longer than this is one chunk).
+constexpr size_t kConvChunkBytes = size_t(1) << 20;
 
 namespace detail {
 // accumulate: false writes the result, true adds it to what the output holds. ws: nullptr or
