@@ -12,7 +12,7 @@ __global__ void bias_add_fwd_kernel_v1(int64_t n, int C, const float* bias, floa
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
     y[i] = __fadd_rn(y[i], bias[i % C]);
 }
-__global__ void bias_add_bwd_kernel_v1(int64_t voxels, int C, const float* dy, float* dbias) {
+__global__ void __launch_bounds__(32 * kBY) bias_add_bwd_kernel_v1(int64_t voxels, int C, const float* dy, float* dbias) {
   __shared__ double red[32 * kBY];
   const int c = blockIdx.x * 32 + threadIdx.x;
   double s = 0;

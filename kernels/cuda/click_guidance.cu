@@ -52,7 +52,7 @@ __global__ void click_blur_kernel_v1(int64_t total, int64_t stride, int len, Tap
 
 // One block: min and max over the volume (order-free, exact), then out = (in - min) / (max - min); a constant volume
 // (a grid of one voxel) becomes all 1, as the CPU reference (the click is the peak).
-__global__ void click_normalise_kernel_v1(int64_t total, const float* in, float* out) {
+__global__ void __launch_bounds__(1024) click_normalise_kernel_v1(int64_t total, const float* in, float* out) {
   __shared__ float smin[1024], smax[1024];
   float lo = INFINITY, hi = -INFINITY;
   for (int64_t i = threadIdx.x; i < total; i += blockDim.x) {

@@ -28,7 +28,7 @@ __device__ double softmax_voxel(const float* z, int C, double* p) {
   return mx + log(sum);
 }
 
-__global__ void dice_ce_sums_kernel_v1(int C, int64_t S, const float* logits, const uint8_t* target, double* sums) {
+__global__ void __launch_bounds__(kThreads) dice_ce_sums_kernel_v1(int C, int64_t S, const float* logits, const uint8_t* target, double* sums) {
   __shared__ double red[kThreads];
   const int n = blockIdx.x;
   const int nq = 3 * C + 2;

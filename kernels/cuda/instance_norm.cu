@@ -12,7 +12,7 @@ namespace {
 constexpr int kBY = 32;
 
 // grid (ceil(C/32), N). y may alias x: the block reads all of its (sample, channels) before writing any of it.
-__global__ void instance_norm_fwd_kernel_v1(int C, int64_t S, float eps, bool affine, const float* x,
+__global__ void __launch_bounds__(32 * kBY) instance_norm_fwd_kernel_v1(int C, int64_t S, float eps, bool affine, const float* x,
                                             const float* gamma, const float* beta, float* y, float* mean_out,
                                             float* rstd_out) {
   __shared__ double red[32 * kBY];
@@ -48,7 +48,7 @@ __global__ void instance_norm_fwd_kernel_v1(int C, int64_t S, float eps, bool af
 
 // grid (ceil(C/32), affine ? 1 : N): with affine one block loops over the samples in order so dgamma/dbeta are summed
 // without atomics. dx = rstd (g - mean(g) - xhat mean(g xhat)), g = dy * gamma; dx may be null (parameter grads only).
-__global__ void instance_norm_bwd_kernel_v1(int N, int C, int64_t S, bool affine, bool accumulate, const float* x,
+__global__ void __launch_bounds__(32 * kBY) instance_norm_bwd_kernel_v1(int N, int C, int64_t S, bool affine, bool accumulate, const float* x,
                                             const float* dy, const float* mean, const float* rstd,
                                             const float* gamma, float* dx, float* dgamma, float* dbeta) {
   __shared__ double red[32 * kBY];
