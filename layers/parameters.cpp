@@ -76,11 +76,14 @@ const Tensor& ParameterSet::tensor(int i) const {
 
 void ParameterSet::zero_grad() { backend(m_device).fill_zero(grads(), bytes(), nullptr); }
 
-std::vector<float> ParameterSet::get_torch(int i) const {
+std::vector<float> ParameterSet::get_torch(int i) const { return to_torch(i, tensor(i).data); }
+std::vector<float> ParameterSet::grad_torch(int i) const { return to_torch(i, tensor(i).grad); }
+
+std::vector<float> ParameterSet::to_torch(int i, const float* src) const {
   const ParamSpec& s = spec(i);
   const Tensor& t = tensor(i);
   std::vector<float> internal(s.numel), out(s.numel);
-  backend(m_device).copy(internal.data(), Device::CPU, t.data, m_device, s.numel * sizeof(float), nullptr);
+  backend(m_device).copy(internal.data(), Device::CPU, src, m_device, s.numel * sizeof(float), nullptr);
   if (s.kind == ParamKind::Bias || s.kind == ParamKind::NormWeight) return internal;
   const int64_t K = t.dims[0], taps = t.dims[1] * t.dims[2] * t.dims[3], C = t.dims[4];
   for (int64_t k = 0; k < K; ++k)

@@ -58,6 +58,7 @@ class ParameterSet {
 
   // Host copies in PyTorch layout (and back). `torch` must have spec(i).numel elements.
   std::vector<float> get_torch(int i) const;
+  std::vector<float> grad_torch(int i) const;  // the gradient, same layout conversion
   void set_torch(int i, const std::vector<float>& torch);
 
   // Export: name -> PyTorch shape + data. Import: every name must be known, present once and well shaped;
@@ -67,6 +68,8 @@ class ParameterSet {
   void load_state_dict(const StateDict& sd);
 
  private:
+  std::vector<float> to_torch(int i, const float* src) const;
+
   std::vector<ParamSpec> m_specs;
   std::vector<Tensor> m_tensors;
   int64_t m_numel = 0;
