@@ -5,7 +5,9 @@
 //              about kConvChunkBytes (1 MiB: it stays in a core's L2 between im2col and sgemm; 8 MiB and more
 //              measured 1.4-1.8x slower single-threaded on the 128^3 layers).
 //              fprop: OpenMP threads take whole chunks (each its own panel: im2col + a single-threaded sgemm).
-//              dgrad: sgemm (OpenBLAS threads) into a panel + col2im scatter-add threaded over channel blocks.
+//              dgrad, stride 1: the fprop path on dy with flipped, channel-swapped weights (full padding).
+//              dgrad, strided: sgemm (OpenBLAS threads) into a panel + col2im scatter-add threaded over
+//              channel blocks.
 //              wgrad: im2col (OpenMP) + sgemm (OpenBLAS threads) per chunk, chunks accumulated in order, so the
 //              result does not depend on the thread count.
 //              1x1x1 stride-1 unpadded convs skip im2col: one sgemm straight on the activations.
@@ -240,20 +242,34 @@ void col2im_add(const Conv3dParams& p, const float* col, int64_t m0, int64_t row
   }
 }
 
-// Threads the Gemm fprop splits its chunks over (one panel each); conv3d_cpu_workspace_bytes uses the same.
-int fprop_threads() { return std::max(1, omp_get_max_threads()); }
+using detail::fprop_threads;
 
-// Runs OpenBLAS single-threaded while alive (the caller's OpenMP threads each run their own sgemm).
-class BlasSingleThread {
- public:
-  BlasSingleThread() : m_saved(openblas_get_num_threads()) { openblas_set_num_threads(1); }
-  ~BlasSingleThread() { openblas_set_num_threads(m_saved); }
-  BlasSingleThread(const BlasSingleThread&) = delete;
-  BlasSingleThread& operator=(const BlasSingleThread&) = delete;
-
- private:
-  int m_saved;
-};
+// A stride-1 dgrad is an fprop of dy with the flipped, channel-swapped weights w'[c][T-1-t][k] = w[k][t][c] and
+// padding dil*(k-1) - pad (needs pad <= dil*(k-1)), so it runs on the fast threaded fprop path.
+bool dgrad_as_fprop(const Conv3dParams& p) {
+  if (is_pointwise(p)) return false;
+  const int k[3] = {p.KD, p.KH, p.KW};
+  for (int a = 0; a < 3; ++a)
+    if (p.stride[a] != 1 || p.pad[a] > p.dil[a] * (k[a] - 1)) return false;
+  return true;
+}
+Conv3dParams dgrad_fprop_params(const Conv3dParams& p) {
+  Conv3dParams q = p;
+  q.C = p.K;
+  q.K = p.C;
+  q.D = p.OD();
+  q.H = p.OH();
+  q.W = p.OW();
+  const int k[3] = {p.KD, p.KH, p.KW};
+  for (int a = 0; a < 3; ++a) q.pad[a] = p.dil[a] * (k[a] - 1) - p.pad[a];
+  return q;
+}
+size_t panels_bytes(const Conv3dParams& p) {
+  return size_t(fprop_threads()) * size_t(chunk_rows(p) * p.taps() * p.C) * sizeof(float);
+}
+size_t flipped_weight_bytes(const Conv3dParams& p) {
+  return (size_t(p.weight_elems()) * sizeof(float) + 255) / 256 * 256;
+}
 
 // Column panel(s): caller's workspace or an internal allocation of conv3d_cpu_workspace_bytes(p).
 struct Panel {
@@ -274,8 +290,11 @@ struct Panel {
 size_t conv3d_cpu_workspace_bytes(const Conv3dParams& p) {
   p.validate();
   if (is_pointwise(p)) return 0;
-  // fprop: one panel per OpenMP thread (dgrad and wgrad use the first one).
-  return size_t(fprop_threads()) * size_t(chunk_rows(p) * p.taps() * p.C) * sizeof(float);
+  // fprop: one panel per OpenMP thread (col2im dgrad and wgrad use the first one); a stride-1 dgrad runs as
+  // an fprop of the flipped weights: those weights, then that fprop's panels.
+  size_t bytes = panels_bytes(p);
+  if (dgrad_as_fprop(p)) bytes = std::max(bytes, flipped_weight_bytes(p) + panels_bytes(dgrad_fprop_params(p)));
+  return bytes;
 }
 
 namespace detail {
@@ -306,6 +325,17 @@ void conv3d_dgrad_gemm(const Conv3dParams& p, const float* dy, const float* w, f
   if (is_pointwise(p)) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(M), p.C, p.K, 1.f, dy, p.K, w, p.C,
                 accumulate ? 1.f : 0.f, dx, p.C);
+    return;
+  }
+  if (dgrad_as_fprop(p)) {
+    Panel buf(p, ws);
+    float* wf = buf.ptr;
+    const int64_t T = p.taps();
+    for (int k = 0; k < p.K; ++k)
+      for (int64_t t = 0; t < T; ++t)
+        for (int c = 0; c < p.C; ++c) wf[(c * T + (T - 1 - t)) * p.K + k] = w[(k * T + t) * p.C + c];
+    conv3d_fprop_gemm(dgrad_fprop_params(p), dy, wf, dx, accumulate,
+                      reinterpret_cast<unsigned char*>(buf.ptr) + flipped_weight_bytes(p));
     return;
   }
   if (!accumulate) std::memset(dx, 0, sizeof(float) * size_t(p.in_elems()));

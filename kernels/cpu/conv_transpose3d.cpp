@@ -2,8 +2,9 @@
 // Variants (CpuConvImpl):
 //   Reference  plain nested loops with a double accumulator (gather form for fprop), exact adjoints for dgrad
 //              and wgrad. The spec; never optimised.
-//   Gemm       (default) kernel == stride, no padding (every DynUNet up-sampling): one sgemm per chunk of input
-//              voxels into a [voxel][tap][K] panel, then a threaded scatter (each output voxel written once).
+//   Gemm       (default) kernel == stride, no padding (every DynUNet up-sampling): per chunk of input voxels one
+//              sgemm into a [voxel][tap][K] panel, then its scatter (each output voxel written once); OpenMP
+//              threads take whole chunks, each with its own panel and a single-threaded sgemm.
 //              Any other kernel/stride/padding: the transposed conv is conv3d's dgrad on the swapped weights
 //              ([C][taps][K]), so it reuses conv3d's Gemm dgrad (sgemm + col2im). dgrad = conv3d Gemm fprop,
 //              wgrad = conv3d Gemm wgrad (then swapped back), on the same swapped problem.
@@ -179,13 +180,18 @@ void conv_transpose3d_fprop_gemm_k_eq_s(const ConvTranspose3dParams& p, const fl
     for (int64_t t = 0; t < T; ++t) std::memcpy(&wr[(t * p.K + k) * p.C], w + (k * T + t) * p.C, sizeof(float) * p.C);
   const int64_t M = int64_t(p.N) * p.D * p.H * p.W;
   const int64_t step = std::min<int64_t>(M, std::max<int64_t>(1, int64_t(kConvChunkBytes / sizeof(float)) / TK));
-  std::vector<float> panel(size_t(step * TK));
+  const int64_t chunks = (M + step - 1) / step;
+  const int threads = int(std::min<int64_t>(detail::fprop_threads(), chunks));
+  std::vector<float> panels(size_t(threads * step * TK));
   const int OD = p.OD(), OH = p.OH(), OW = p.OW();
-  for (int64_t m0 = 0; m0 < M; m0 += step) {
-    const int64_t rows = std::min(step, M - m0);
+  detail::BlasSingleThread single;
+  // Each OpenMP thread takes whole chunks: a single-threaded sgemm into its own panel, then its scatter.
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t i = 0; i < chunks; ++i) {
+    const int64_t m0 = i * step, rows = std::min(step, M - m0);
+    float* panel = panels.data() + int64_t(omp_get_thread_num()) * step * TK;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(TK), p.C, 1.f, x + m0 * p.C, p.C, wr.data(),
-                p.C, 0.f, panel.data(), int(TK));
-#pragma omp parallel for schedule(static)
+                p.C, 0.f, panel, int(TK));
     for (int64_t r = 0; r < rows; ++r) {
       int64_t m = m0 + r;
       const int iw = int(m % p.W);
@@ -194,7 +200,7 @@ void conv_transpose3d_fprop_gemm_k_eq_s(const ConvTranspose3dParams& p, const fl
       m /= p.H;
       const int id = int(m % p.D);
       const int n = int(m / p.D);
-      const float* src = panel.data() + r * TK;
+      const float* src = panel + r * TK;
       for (int kd = 0; kd < p.KD; ++kd)
         for (int kh = 0; kh < p.KH; ++kh) {
           const int64_t orow = (((int64_t)n * OD + id * p.stride[0] + kd) * OH + ih * p.stride[1] + kh) * OW;
