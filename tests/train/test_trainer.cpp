@@ -311,8 +311,9 @@ TEST(TrainerMpi, TwoRanksEqualOneProcessWithTheSameGlobalBatch) {
   std::fprintf(stderr, "2 ranks vs 1 process: |dw|/|w-w0| = %.3g, |dm|/|m| = %.3g, |dv|/|v| = %.3g\n", rw, rm, rv);
   // 4 Adam steps. Gradients differ only by summation order (relative ~1e-6 in fp32 over these reductions); Adam's
   // first steps are nearly lr * sign(g), so components with |g| near rounding level may flip and move by up to
-  // 2 lr: that, not the gradient error, dominates the weight difference. Bounds (measured: see the log line above,
-  // about 10x below): weights 1e-2 of their movement, moments 1e-3.
+  // 2 lr: that, not the gradient error, dominates the weight difference. Bounds: weights 1e-2 of their movement,
+  // moments 1e-3. Measured (log line above): 1.6e-3 / 2.5e-4 / 4e-6 with lr 1e-3, 5.2e-5 / 2.1e-6 / 7.5e-7 with the
+  // config's lr 3e-3. Averaging bugs are caught by the moments: summing instead of averaging doubles m (0.5 here).
   EXPECT_LE(rw, 1e-2);
   EXPECT_LE(rm, 1e-3);
   EXPECT_LE(rv, 1e-3);
@@ -321,4 +322,30 @@ TEST(TrainerMpi, TwoRanksEqualOneProcessWithTheSameGlobalBatch) {
   ASSERT_EQ(ma.size(), 2u);
   ASSERT_EQ(mb.size(), 2u);
   EXPECT_NEAR(ma[1].train_loss, mb[1].train_loss, 1e-4);
+}
+
+// Convergence of train_small on CPU phantoms. The issue asks for a validation spleen Dice >= 0.9 "in a few minutes";
+// on this 2-core machine that is OUT OF REACH for the small configuration and it is NOT what this test asserts:
+// 40 epochs x 6 phantoms at 32^3 (about 3-4 minutes here) reach a best validation spleen Dice of about 0.69 (mean Dice
+// 0.84) and the curve is still rising (spleen about 100 voxels on the 32^3 grid, so every boundary voxel costs Dice).
+// The assertion is therefore: the best validation spleen Dice of the run is >= 0.5 and the training loss falls
+// below 60% of its first-epoch value. See the report of issue 7 for the measured curve.
+TEST(TrainerConvergence, SmallConfigLearnsPhantomSpleens) {
+  LocalCommunicator comm;
+  nlohmann::json j = small_config();
+  j["dataset_dir"] = phantom_dir(8, 7);
+  j["output_dir"] = fresh_dir("converge");
+  j["max_epochs"] = 40;
+  j["progress"] = false;
+  const TrainConfig c = train_config_from_json(j, "train_small");
+  Trainer t(c, comm);
+  const auto rec = t.run();
+  ASSERT_EQ(rec.size(), 40u);
+  double best_spleen = 0;
+  for (const auto& r : rec) best_spleen = std::max(best_spleen, r.val_spleen_dice);
+  std::fprintf(stderr, "train_small: first loss %.4f, last loss %.4f, best val spleen Dice %.4f, best val mean Dice %.4f\n",
+               rec.front().train_loss, rec.back().train_loss, best_spleen, t.best_metric());
+  EXPECT_GE(best_spleen, 0.5);
+  EXPECT_LT(rec.back().train_loss, 0.6 * rec.front().train_loss);
+  EXPECT_TRUE(fs::exists(t.model_path()));
 }
