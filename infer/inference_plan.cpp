@@ -1,0 +1,642 @@
+// InferencePlan: schedule builder (buffers, liveness, static offsets, weight table) and the CPU executor.
+#include "infer/inference_plan.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <sstream>
+
+#include "kernels/backend.h"
+#include "kernels/elementwise.h"
+#include "kernels/half.h"
+
+namespace dex {
+
+const char* plan_step_kind_name(PlanStepKind k) {
+  switch (k) {
+    case PlanStepKind::Conv: return "conv";
+    case PlanStepKind::ConvTranspose: return "conv_transpose";
+    case PlanStepKind::Residual: return "residual";
+    case PlanStepKind::Head: return "head";
+  }
+  return "?";
+}
+
+double PlanStep::macs() const {
+  switch (kind) {
+    case PlanStepKind::Conv: return double(conv.macs()) + (proj_out >= 0 ? double(proj.macs()) : 0.0);
+    case PlanStepKind::ConvTranspose: return double(tconv.macs());
+    case PlanStepKind::Head: return double(conv.macs());
+    case PlanStepKind::Residual: return 0.0;
+  }
+  return 0.0;
+}
+
+double PlanSchedule::macs() const {
+  double m = 0;
+  for (const PlanStep& s : steps) m += s.macs();
+  return m;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The CPU two-source conv (the decoder's conv1 without a concat copy): im2col reads the first source's
+// channels then the second's for every tap, i.e. exactly the panel the conv of the concatenated tensor
+// builds, then one sgemm per chunk of output voxels, chunked and threaded as kernels/cpu/conv3d.cpp does.
+// ---------------------------------------------------------------------------------------------------------
+namespace {
+
+constexpr size_t kTwoSourceChunkBytes = size_t(1) << 20;  // same panel budget as the CPU conv's Gemm path
+
+int64_t two_source_chunk_rows(const Conv3dParams& p) {
+  const int64_t row_bytes = p.taps() * p.C * int64_t(sizeof(float));
+  return std::min(std::max<int64_t>(1, int64_t(kTwoSourceChunkBytes) / row_bytes), p.out_voxels());
+}
+
+size_t two_source_workspace_bytes(const Conv3dParams& p) {
+  return size_t(std::max(1, omp_get_max_threads())) * size_t(two_source_chunk_rows(p) * p.taps() * p.C) *
+         sizeof(float);
+}
+
+class BlasSingleThread {
+ public:
+  BlasSingleThread() : m_saved(openblas_get_num_threads()) { openblas_set_num_threads(1); }
+  ~BlasSingleThread() { openblas_set_num_threads(m_saved); }
+  BlasSingleThread(const BlasSingleThread&) = delete;
+  BlasSingleThread& operator=(const BlasSingleThread&) = delete;
+
+ private:
+  int m_saved;
+};
+
+void im2col_two_source(const Conv3dParams& p, const float* a, int Ca, const float* b, int Cb, int64_t m0,
+                       int64_t rows, float* col) {
+  const int OD = p.OD(), OH = p.OH(), OW = p.OW();
+  const int C = Ca + Cb;
+  const int64_t row_len = p.taps() * C;
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t m = m0 + r;
+    const int ow = int(m % OW);
+    m /= OW;
+    const int oh = int(m % OH);
+    m /= OH;
+    const int od = int(m % OD);
+    const int n = int(m / OD);
+    float* o = col + r * row_len;
+    for (int kd = 0; kd < p.KD; ++kd) {
+      const int id = od * p.stride[0] - p.pad[0] + kd * p.dil[0];
+      for (int kh = 0; kh < p.KH; ++kh) {
+        const int ih = oh * p.stride[1] - p.pad[1] + kh * p.dil[1];
+        for (int kw = 0; kw < p.KW; ++kw, o += C) {
+          const int iw = ow * p.stride[2] - p.pad[2] + kw * p.dil[2];
+          if (id < 0 || id >= p.D || ih < 0 || ih >= p.H || iw < 0 || iw >= p.W) {
+            std::memset(o, 0, sizeof(float) * C);
+            continue;
+          }
+          const int64_t v = ((int64_t(n) * p.D + id) * p.H + ih) * p.W + iw;
+          std::memcpy(o, a + v * Ca, sizeof(float) * Ca);
+          std::memcpy(o + Ca, b + v * Cb, sizeof(float) * Cb);
+        }
+      }
+    }
+  }
+}
+
+void conv3d_fprop_two_source_cpu(const Conv3dParams& p, const float* a, int Ca, const float* b, int Cb,
+                                 const float* w, float* y, float* ws) {
+  DEX_CHECK(Ca + Cb == p.C, "two-source conv: ", Ca, " + ", Cb, " channels for a conv over ", p.C);
+  const int64_t M = p.out_voxels(), row_len = p.taps() * p.C;
+  const int64_t step = two_source_chunk_rows(p), chunks = (M + step - 1) / step;
+  const int threads = int(std::min<int64_t>(std::max(1, omp_get_max_threads()), chunks));
+  BlasSingleThread single;
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t i = 0; i < chunks; ++i) {
+    const int64_t m0 = i * step, rows = std::min(step, M - m0);
+    float* panel = ws + int64_t(omp_get_thread_num()) * step * row_len;
+    im2col_two_source(p, a, Ca, b, Cb, m0, rows, panel);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), p.K, int(row_len), 1.f, panel, int(row_len), w,
+                int(row_len), 0.f, y + m0 * p.K, p.K);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Schedule builder
+// ---------------------------------------------------------------------------------------------------------
+struct Dims {
+  int D, H, W;
+};
+
+class Builder {
+ public:
+  Builder(PlanSchedule& s) : m_s(s), m_N(s.options.batch), m_act(s.options.precision) {}
+
+  int buffer(const std::string& name, const Dims& d, int channels, DType dtype) {
+    PlanBuffer b;
+    b.name = name;
+    b.voxels = int64_t(m_N) * d.D * d.H * d.W;
+    b.channels = channels;
+    b.dtype = dtype;
+    b.bytes = size_t(b.voxels) * size_t(channels) * dtype_size(dtype);
+    m_s.buffers.push_back(b);
+    return int(m_s.buffers.size()) - 1;
+  }
+  int activation(const std::string& name, const Dims& d, int channels) { return buffer(name, d, channels, m_act); }
+
+  int weight(const std::string& name, int64_t elems, DType dtype) {
+    PlanWeight w;
+    w.name = name;
+    w.elems = elems;
+    w.dtype = dtype;
+    m_s.weights.push_back(w);
+    return int(m_s.weights.size()) - 1;
+  }
+
+  int stats(const std::string& name, int channels) {
+    const BlockOptions& o = m_s.config.block;
+    PlanStats st;
+    st.name = name;
+    st.channels = channels;
+    st.eps = o.norm_eps;
+    if (o.norm_affine) {
+      st.gamma = weight(name + ".weight", channels, DType::F32);
+      st.beta = weight(name + ".bias", channels, DType::F32);
+    }
+    m_s.stats.push_back(st);
+    return int(m_s.stats.size()) - 1;
+  }
+
+  Conv3dParams conv_params(const Dims& d, int C, int K, Int3 k, Int3 s) const {
+    Conv3dParams p;
+    p.N = m_N;
+    p.C = C;
+    p.K = K;
+    p.D = d.D;
+    p.H = d.H;
+    p.W = d.W;
+    p.KD = k[0];
+    p.KH = k[1];
+    p.KW = k[2];
+    const Int3 pad = monai_padding(k, s);
+    for (int a = 0; a < 3; ++a) {
+      p.stride[a] = s[a];
+      p.pad[a] = pad[a];
+    }
+    p.validate();
+    return p;
+  }
+
+  void step(PlanStep st) { m_s.steps.push_back(std::move(st)); }
+
+  // MONAI UnetResBlock: conv1 (+ fused 1x1 projection), conv2, residual. Returns the block output buffer.
+  int res_block(const std::string& prefix, int x, int Cin, int Cout, Int3 k, Int3 s, Dims& d) {
+    PlanStep c1;
+    c1.kind = PlanStepKind::Conv;
+    c1.name = prefix + ".conv1";
+    c1.in[0] = PlanOperand{x, Cin, -1, false};
+    c1.conv = conv_params(d, Cin, Cout, k, s);
+    const Dims od{c1.conv.OD(), c1.conv.OH(), c1.conv.OW()};
+    c1.weight = weight(prefix + ".conv1.conv.weight", c1.conv.weight_elems(), m_act);
+    c1.out = activation(prefix + ".conv1", od, Cout);
+    c1.out_stats = stats(prefix + ".norm1", Cout);
+    const bool project = Cin != Cout || s != Int3{1, 1, 1};
+    if (project) {
+      c1.proj = conv_params(d, Cin, Cout, {1, 1, 1}, s);
+      DEX_CHECK(c1.proj.OD() == od.D && c1.proj.OH() == od.H && c1.proj.OW() == od.W, prefix,
+                ": projection and conv1 outputs differ in size");
+      c1.proj_weight = weight(prefix + ".conv3.conv.weight", c1.proj.weight_elems(), m_act);
+      c1.proj_out = activation(prefix + ".conv3", od, Cout);
+      c1.proj_stats = stats(prefix + ".norm3", Cout);
+    }
+    const PlanStep first = c1;
+    step(std::move(c1));
+
+    PlanStep c2;
+    c2.kind = PlanStepKind::Conv;
+    c2.name = prefix + ".conv2";
+    c2.in[0] = PlanOperand{first.out, Cout, first.out_stats, true};
+    c2.conv = conv_params(od, Cout, Cout, k, {1, 1, 1});
+    c2.weight = weight(prefix + ".conv2.conv.weight", c2.conv.weight_elems(), m_act);
+    c2.out = activation(prefix + ".conv2", od, Cout);
+    c2.out_stats = stats(prefix + ".norm2", Cout);
+    const int h = c2.out, h_stats = c2.out_stats;
+    step(std::move(c2));
+
+    PlanStep r;
+    r.kind = PlanStepKind::Residual;
+    r.name = prefix;
+    r.num_in = 2;
+    r.in[0] = PlanOperand{h, Cout, h_stats, false};
+    r.in[1] = project ? PlanOperand{first.proj_out, Cout, first.proj_stats, false} : PlanOperand{x, Cin, -1, false};
+    r.out = h;
+    r.lrelu_out = true;
+    step(std::move(r));
+    d = od;
+    return h;
+  }
+
+  // MONAI UnetUpBlock: transposed conv, concat-free conv1, conv2. Returns conv2's output as a normed operand.
+  PlanOperand up_block(const std::string& prefix, const PlanOperand& x, int Cout, Int3 k, Int3 upk, int skip,
+                       Dims& d) {
+    PlanStep t;
+    t.kind = PlanStepKind::ConvTranspose;
+    t.name = prefix + ".transp_conv";
+    t.in[0] = x;
+    ConvTranspose3dParams& tp = t.tconv;
+    tp.N = m_N;
+    tp.C = x.channels;
+    tp.K = Cout;
+    tp.D = d.D;
+    tp.H = d.H;
+    tp.W = d.W;
+    tp.KD = upk[0];
+    tp.KH = upk[1];
+    tp.KW = upk[2];
+    const Int3 pad = monai_padding(upk, upk);
+    for (int a = 0; a < 3; ++a) {
+      tp.stride[a] = upk[a];
+      tp.pad[a] = pad[a];
+    }
+    tp.validate();
+    const Dims ud{tp.OD(), tp.OH(), tp.OW()};
+    t.weight = weight(prefix + ".transp_conv.conv.weight", tp.weight_elems(), m_act);
+    t.out = activation(prefix + ".transp_conv", ud, Cout);
+    const int u = t.out;
+    step(std::move(t));
+
+    const PlanBuffer& sb = m_s.buffers[skip];
+    DEX_CHECK(sb.voxels == int64_t(m_N) * ud.D * ud.H * ud.W, prefix, ": upsampled ", ud.D, "x", ud.H, "x", ud.W,
+              " does not match the skip ", sb.name);
+    PlanStep c1;
+    c1.kind = PlanStepKind::Conv;
+    c1.name = prefix + ".conv_block.conv1";
+    c1.num_in = 2;
+    c1.in[0] = PlanOperand{u, Cout, -1, false};
+    c1.in[1] = PlanOperand{skip, sb.channels, -1, false};
+    c1.conv = conv_params(ud, Cout + sb.channels, Cout, k, {1, 1, 1});
+    c1.weight = weight(prefix + ".conv_block.conv1.conv.weight", c1.conv.weight_elems(), m_act);
+    c1.out = activation(prefix + ".conv_block.conv1", ud, Cout);
+    c1.out_stats = stats(prefix + ".conv_block.norm1", Cout);
+    const PlanOperand h1{c1.out, Cout, c1.out_stats, true};
+    step(std::move(c1));
+
+    PlanStep c2;
+    c2.kind = PlanStepKind::Conv;
+    c2.name = prefix + ".conv_block.conv2";
+    c2.in[0] = h1;
+    c2.conv = conv_params(ud, Cout, Cout, k, {1, 1, 1});
+    c2.weight = weight(prefix + ".conv_block.conv2.conv.weight", c2.conv.weight_elems(), m_act);
+    c2.out = activation(prefix + ".conv_block.conv2", ud, Cout);
+    c2.out_stats = stats(prefix + ".conv_block.norm2", Cout);
+    const PlanOperand h2{c2.out, Cout, c2.out_stats, true};
+    step(std::move(c2));
+    d = ud;
+    return h2;
+  }
+
+ private:
+  PlanSchedule& m_s;
+  int m_N;
+  DType m_act;
+};
+
+// Buffers touched by a step: (id, writes).
+std::vector<std::pair<int, bool>> touched(const PlanStep& s) {
+  std::vector<std::pair<int, bool>> t;
+  for (int i = 0; i < s.num_in; ++i) t.emplace_back(s.in[i].buffer, false);
+  for (int b : {s.out, s.proj_out, s.probs, s.mask})
+    if (b >= 0) t.emplace_back(b, true);
+  return t;
+}
+
+void assign_lifetimes(PlanSchedule& s) {
+  const int n = int(s.steps.size());
+  for (PlanBuffer& b : s.buffers) {
+    b.first = std::numeric_limits<int>::max();
+    b.last = -1;
+  }
+  // Per buffer, the reads of each value it holds (a write starts a new value; a step reads before it writes).
+  std::vector<std::vector<std::pair<int, int>>> reads(s.buffers.size());  // (normed reads, plain reads) per value
+  for (auto& r : reads) r.emplace_back(0, 0);
+  for (int t = 0; t < n; ++t) {
+    const PlanStep& st = s.steps[t];
+    for (int i = 0; i < st.num_in; ++i) {
+      auto& v = reads[st.in[i].buffer].back();
+      (st.in[i].norm >= 0 ? v.first : v.second)++;
+    }
+    for (auto [id, writes] : touched(st)) {
+      PlanBuffer& b = s.buffers[id];
+      if (writes) {
+        b.first = std::min(b.first, t);
+        reads[id].emplace_back(0, 0);
+      }
+      b.last = std::max(b.last, t);
+    }
+  }
+  s.buffers[s.input].first = 0;
+  if (s.options.keep_input) s.buffers[s.input].last = n;
+  for (int out : {s.logits, s.probs, s.mask}) s.buffers[out].last = n;  // results stay readable after run()
+  for (size_t i = 0; i < s.buffers.size(); ++i) {
+    const PlanBuffer& b = s.buffers[i];
+    DEX_CHECK(b.first <= b.last, "plan: buffer ", b.name, " is never written or read");
+    // A raw value normalised in its consumer's prologue has that one consumer (the CPU executor normalises it
+    // in place; a fused kernel reads it raw once).
+    for (const auto& v : reads[i])
+      DEX_CHECK(v.first == 0 || (v.first == 1 && v.second == 0), "plan: a value of buffer ", b.name,
+                " is read normalised by ", v.first, " steps and as stored by ", v.second);
+  }
+}
+
+// First fit in order of decreasing size: each buffer takes the lowest offset that no buffer with an
+// overlapping lifetime (inclusive at both ends) already holds.
+void assign_offsets(PlanSchedule& s) {
+  std::vector<int> order(s.buffers.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = int(i);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int a, int b) { return s.buffers[a].bytes > s.buffers[b].bytes; });
+  std::vector<int> placed;
+  size_t peak = 0;
+  for (int id : order) {
+    PlanBuffer& b = s.buffers[id];
+    std::vector<std::pair<size_t, size_t>> busy;  // [begin, end) of live neighbours
+    for (int o : placed) {
+      const PlanBuffer& q = s.buffers[o];
+      if (q.first <= b.last && b.first <= q.last) busy.emplace_back(q.offset, q.offset + align_up(q.bytes));
+    }
+    std::sort(busy.begin(), busy.end());
+    size_t off = 0;
+    for (const auto& r : busy) {
+      if (off + align_up(b.bytes) <= r.first) break;
+      off = std::max(off, r.second);
+    }
+    b.offset = off;
+    peak = std::max(peak, off + align_up(b.bytes));
+    placed.push_back(id);
+  }
+  s.memory.activations = peak;
+  s.memory.activations_no_reuse = 0;
+  for (const PlanBuffer& b : s.buffers) s.memory.activations_no_reuse += align_up(b.bytes);
+  s.memory.activations_lower_bound = 0;
+  for (int t = 0; t <= int(s.steps.size()); ++t) {
+    size_t live = 0;
+    for (const PlanBuffer& b : s.buffers)
+      if (b.first <= t && t <= b.last) live += align_up(b.bytes);
+    s.memory.activations_lower_bound = std::max(s.memory.activations_lower_bound, live);
+  }
+}
+
+std::string mib(size_t bytes) { return str(std::fixed, double(bytes) / double(1 << 20), " MiB"); }
+
+}  // namespace
+
+PlanSchedule build_plan_schedule(const DynUNetConfig& config, Int3 spatial, const PlanOptions& options) {
+  config.validate();
+  DEX_INPUT_CHECK(options.batch >= 1, "inference plan: batch must be >= 1, got ", options.batch);
+  DEX_INPUT_CHECK(options.precision == DType::F32 || options.precision == DType::F16,
+                  "inference plan: precision must be f32 or f16, got ", dtype_name(options.precision));
+  const Int3 ts = config.total_stride();
+  for (int a = 0; a < 3; ++a)
+    DEX_INPUT_CHECK(spatial[a] > 0 && spatial[a] % ts[a] == 0, "inference plan: spatial size ", spatial[0], "x",
+                    spatial[1], "x", spatial[2], " must be a (positive) multiple of the total stride ", ts[0], "x",
+                    ts[1], "x", ts[2]);
+  PlanSchedule s;
+  s.config = config;
+  s.options = options;
+  s.spatial = spatial;
+  Builder b(s);
+  const auto& f = config.filters;
+  const auto& k = config.kernel_sizes;
+  const auto& st = config.strides;
+  const int L = config.levels();
+  Dims d{spatial[0], spatial[1], spatial[2]};
+  s.input = b.activation("input", d, config.in_channels);
+
+  std::vector<int> skips;
+  std::vector<Dims> skip_dims;
+  int h = b.res_block("input_block", s.input, config.in_channels, f[0], k[0], st[0], d);
+  skips.push_back(h);
+  for (int i = 0; i < L - 2; ++i) {
+    h = b.res_block("downsamples." + std::to_string(i), h, f[i], f[i + 1], k[i + 1], st[i + 1], d);
+    skips.push_back(h);
+  }
+  h = b.res_block("bottleneck", h, f[L - 2], f[L - 1], k[L - 1], st[L - 1], d);
+  PlanOperand x{h, f[L - 1], -1, false};
+  for (int j = 0; j < L - 1; ++j)
+    x = b.up_block("upsamples." + std::to_string(j), x, f[L - 2 - j], k[L - 1 - j],
+                   config.upsample_kernel_sizes[L - 2 - j], skips[skips.size() - 1 - j], d);
+
+  PlanStep head;
+  head.kind = PlanStepKind::Head;
+  head.name = "output_block";
+  head.in[0] = x;
+  head.conv = b.conv_params(d, f[0], config.out_channels, {1, 1, 1}, {1, 1, 1});
+  head.weight = b.weight("output_block.conv.conv.weight", head.conv.weight_elems(), DType::F32);
+  head.bias = b.weight("output_block.conv.conv.bias", config.out_channels, DType::F32);
+  head.out = s.logits = b.buffer("logits", d, config.out_channels, DType::F32);
+  head.probs = s.probs = b.buffer("probabilities", d, config.out_channels, DType::F32);
+  head.mask = s.mask = b.buffer("mask", d, 1, DType::U8);
+  b.step(std::move(head));
+
+  assign_lifetimes(s);
+  assign_offsets(s);
+  size_t woff = 0;
+  for (PlanWeight& w : s.weights) {
+    w.offset = woff;
+    woff += align_up(size_t(w.elems) * dtype_size(w.dtype));
+  }
+  s.memory.weights = woff;
+  s.memory.stats = 0;
+  for (const PlanStats& ps : s.stats) s.memory.stats += 2 * align_up(size_t(options.batch) * ps.channels * 4);
+  s.memory.workspace = 0;
+  if (options.device == Device::CPU)
+    for (const PlanStep& p : s.steps) {
+      if (p.kind == PlanStepKind::Conv && p.num_in == 2)
+        s.memory.workspace = std::max(s.memory.workspace, two_source_workspace_bytes(p.conv));
+      else if (p.kind == PlanStepKind::Conv || p.kind == PlanStepKind::Head)
+        s.memory.workspace = std::max(s.memory.workspace, conv3d_cpu_workspace_bytes(p.conv));
+      if (p.proj_out >= 0) s.memory.workspace = std::max(s.memory.workspace, conv3d_cpu_workspace_bytes(p.proj));
+    }
+  return s;
+}
+
+std::string PlanSchedule::describe() const {
+  std::ostringstream os;
+  os.precision(2);
+  os << "inference plan: " << options.batch << "x" << spatial[0] << "x" << spatial[1] << "x" << spatial[2] << ", "
+     << dtype_name(options.precision) << ", " << device_name(options.device) << ", " << steps.size() << " steps, "
+     << std::fixed << macs() / 1e9 << " GMAC\n";
+  auto operand = [&](const PlanOperand& o) {
+    std::string t = str("b", o.buffer, "[", o.channels, "]");
+    if (o.norm >= 0) t += str(" <norm:", stats[o.norm].name, o.lrelu ? "+lrelu" : "", ">");
+    return t;
+  };
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const PlanStep& s = steps[i];
+    os << "  " << i << " " << plan_step_kind_name(s.kind) << " " << s.name << ": ";
+    for (int j = 0; j < s.num_in; ++j) os << (j ? " + " : "") << operand(s.in[j]);
+    os << " -> b" << s.out;
+    if (s.kind == PlanStepKind::Residual) os << " (in place" << (s.lrelu_out ? ", lrelu" : "") << ")";
+    if (s.out_stats >= 0) os << " {stats:" << stats[s.out_stats].name << "}";
+    if (s.proj_out >= 0) os << "; fused 1x1 projection -> b" << s.proj_out << " {stats:" << stats[s.proj_stats].name << "}";
+    if (s.kind == PlanStepKind::Head) os << " (logits), softmax -> b" << s.probs << ", argmax -> b" << s.mask;
+    if (s.kind == PlanStepKind::Conv && s.num_in == 2) os << " (concat-free)";
+    os << "\n";
+  }
+  os << "buffers (offset, size, steps live):\n";
+  for (size_t i = 0; i < buffers.size(); ++i) {
+    const PlanBuffer& b = buffers[i];
+    os << "  b" << i << " " << b.name << " [" << b.voxels << "x" << b.channels << " " << dtype_name(b.dtype)
+       << "] @" << mib(b.offset) << " " << mib(b.bytes) << " steps " << b.first << ".." << b.last << "\n";
+  }
+  os << "memory: activations " << mib(memory.activations) << " (lower bound " << mib(memory.activations_lower_bound)
+     << ", without reuse " << mib(memory.activations_no_reuse) << "), stats " << mib(memory.stats) << ", weights "
+     << mib(memory.weights) << ", workspace " << mib(memory.workspace) << ", total " << mib(memory.total()) << "\n";
+  return os.str();
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// InferencePlan: the CPU executor
+// ---------------------------------------------------------------------------------------------------------
+InferencePlan::InferencePlan(const DynUNet& net, Int3 spatial, const PlanOptions& options)
+    : m_schedule(build_plan_schedule(net.config(), spatial, options)) {
+  DEX_INPUT_CHECK(options.device == Device::CPU,
+                  "inference plan: only the CPU executor exists yet (device ", device_name(options.device),
+                  " asked); build_plan_schedule states a CUDA plan's memory");
+  DEX_INPUT_CHECK(options.precision == DType::F32, "inference plan: the CPU executor runs f32, ",
+                  dtype_name(options.precision), " asked");
+  const PlanSchedule& s = m_schedule;
+  BlockAllocator& host = host_allocator();
+  m_arena = Buffer(host, std::max<size_t>(s.memory.activations, 1));
+  m_stats = Buffer(host, std::max<size_t>(s.memory.stats, 1));
+  m_weights = Buffer(host, std::max<size_t>(s.memory.weights, 1));
+  if (s.memory.workspace) m_workspace = Buffer(host, s.memory.workspace);
+  size_t off = 0;
+  for (const PlanStats& st : s.stats) {
+    m_stats_offset.push_back(off / sizeof(float));
+    off += 2 * align_up(size_t(s.options.batch) * st.channels * 4);
+  }
+  // Pack the weights (internal KTRSC fp32 layout of the ParameterSet; converted where the plan is f16).
+  const ParameterSet& ps = net.parameters();
+  const Backend& src = backend(net.device());
+  std::vector<float> tmp;
+  for (const PlanWeight& w : s.weights) {
+    const int i = ps.index_of(w.name);
+    DEX_CHECK(i >= 0, "inference plan: the model has no parameter ", w.name);
+    const Tensor& t = ps.tensor(i);
+    DEX_CHECK(t.numel() == w.elems, "inference plan: ", w.name, " has ", t.numel(), " elements, the plan expects ",
+              w.elems);
+    tmp.resize(size_t(w.elems));
+    src.copy(tmp.data(), Device::CPU, t.data, net.device(), size_t(w.elems) * sizeof(float), nullptr);
+    char* dst = m_weights.as<char>() + w.offset;
+    if (w.dtype == DType::F32)
+      std::memcpy(dst, tmp.data(), tmp.size() * sizeof(float));
+    else
+      convert_f32_to_f16_cpu(w.elems, tmp.data(), reinterpret_cast<uint16_t*>(dst));
+  }
+}
+
+float* InferencePlan::fbuf(int id) const {
+  const PlanBuffer& b = m_schedule.buffers.at(id);
+  DEX_CHECK(b.dtype == DType::F32, "inference plan: buffer ", b.name, " is ", dtype_name(b.dtype), ", not f32");
+  return reinterpret_cast<float*>(m_arena.as<char>() + b.offset);
+}
+
+const float* InferencePlan::weight(int i) const {
+  return reinterpret_cast<const float*>(m_weights.as<char>() + m_schedule.weights.at(i).offset);
+}
+
+float* InferencePlan::input() { return fbuf(m_schedule.input); }
+const float* InferencePlan::logits() const { return fbuf(m_schedule.logits); }
+const float* InferencePlan::probabilities() const { return fbuf(m_schedule.probs); }
+const uint8_t* InferencePlan::mask() const {
+  return reinterpret_cast<const uint8_t*>(m_arena.as<char>() + m_schedule.buffers[m_schedule.mask].offset);
+}
+int64_t InferencePlan::output_voxels() const { return m_schedule.buffers[m_schedule.mask].voxels; }
+
+void InferencePlan::poison_arena() {
+  const uint32_t nan = 0x7fc00001u;
+  uint32_t* p = m_arena.as<uint32_t>();
+  for (size_t i = 0; i < m_arena.size() / 4; ++i) p[i] = nan;
+}
+
+void InferencePlan::run(const float* x) {
+  const PlanBuffer& in = m_schedule.buffers[m_schedule.input];
+  std::memcpy(input(), x, size_t(in.voxels) * in.channels * sizeof(float));
+  run();
+}
+
+void InferencePlan::run() {
+  for (const PlanStep& s : m_schedule.steps) {
+    switch (s.kind) {
+      case PlanStepKind::Conv: run_conv(s); break;
+      case PlanStepKind::ConvTranspose: run_conv_transpose(s); break;
+      case PlanStepKind::Residual: run_residual(s); break;
+      case PlanStepKind::Head: run_head(s); break;
+    }
+  }
+}
+
+void InferencePlan::prologue(const PlanOperand& op) {
+  if (op.norm < 0) return;
+  const PlanStats& st = m_schedule.stats[op.norm];
+  const PlanBuffer& b = m_schedule.buffers[op.buffer];
+  const int N = m_schedule.options.batch;
+  InstanceNormParams p;
+  p.N = N;
+  p.C = op.channels;
+  p.S = b.voxels / N;
+  p.eps = st.eps;
+  p.affine = st.gamma >= 0;
+  float* mean = m_stats.as<float>() + m_stats_offset[op.norm];
+  float* rstd = mean + align_up(size_t(N) * st.channels * 4) / sizeof(float);
+  const Backend& be = backend(Device::CPU);
+  float* x = fbuf(op.buffer);
+  be.instance_norm_fwd(p, x, p.affine ? weight(st.gamma) : nullptr, p.affine ? weight(st.beta) : nullptr, x, mean,
+                       rstd, nullptr);
+  if (op.lrelu) be.leaky_relu_fwd(b.voxels * op.channels, m_schedule.config.block.negative_slope, x, x, nullptr);
+}
+
+void InferencePlan::run_conv(const PlanStep& s) {
+  const Backend& be = backend(Device::CPU);
+  for (int i = 0; i < s.num_in; ++i) prologue(s.in[i]);
+  void* ws = m_workspace.data();
+  if (s.num_in == 1)
+    be.conv3d_fprop(s.conv, fbuf(s.in[0].buffer), weight(s.weight), fbuf(s.out), ws, nullptr);
+  else
+    conv3d_fprop_two_source_cpu(s.conv, fbuf(s.in[0].buffer), s.in[0].channels, fbuf(s.in[1].buffer),
+                                s.in[1].channels, weight(s.weight), fbuf(s.out), static_cast<float*>(ws));
+  if (s.proj_out >= 0) be.conv3d_fprop(s.proj, fbuf(s.in[0].buffer), weight(s.proj_weight), fbuf(s.proj_out), ws,
+                                       nullptr);
+}
+
+void InferencePlan::run_conv_transpose(const PlanStep& s) {
+  prologue(s.in[0]);
+  backend(Device::CPU).conv_transpose3d_fprop(s.tconv, fbuf(s.in[0].buffer), weight(s.weight), fbuf(s.out), nullptr);
+}
+
+void InferencePlan::run_residual(const PlanStep& s) {
+  const Backend& be = backend(Device::CPU);
+  prologue(s.in[0]);
+  prologue(s.in[1]);
+  const PlanBuffer& b = m_schedule.buffers[s.out];
+  const int64_t n = b.voxels * b.channels;
+  float* y = fbuf(s.out);
+  be.add_fwd(n, fbuf(s.in[0].buffer), fbuf(s.in[1].buffer), y, nullptr);
+  if (s.lrelu_out) be.leaky_relu_fwd(n, m_schedule.config.block.negative_slope, y, y, nullptr);
+}
+
+void InferencePlan::run_head(const PlanStep& s) {
+  const Backend& be = backend(Device::CPU);
+  prologue(s.in[0]);
+  float* z = fbuf(s.out);
+  be.conv3d_fprop(s.conv, fbuf(s.in[0].buffer), weight(s.weight), z, m_workspace.data(), nullptr);
+  const int64_t v = s.conv.out_voxels();
+  be.bias_add_fwd(v, s.conv.K, weight(s.bias), z, nullptr);
+  be.softmax_fwd(v, s.conv.K, z, fbuf(s.probs), nullptr);
+  be.argmax(v, s.conv.K, z, reinterpret_cast<uint8_t*>(m_arena.as<char>() + m_schedule.buffers[s.mask].offset),
+            nullptr);
+}
+
+}  // namespace dex

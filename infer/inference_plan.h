@@ -1,0 +1,169 @@
+// InferencePlan (issue 8): the DynUNet forward compiled once for one input size into a flat schedule of steps
+// over numbered buffers. No tape, no per-call allocation: every buffer has a fixed offset in one arena, chosen
+// at build time from the buffers' lifetimes (a buffer's bytes are reused once it is dead), and the weights are
+// packed once in the layout the executor wants.
+//
+// The schedule records the fusions of KERNELS.md §5, whatever executor runs it:
+//   - Conv steps say which stats slot their epilogue fills with the instance-norm statistics of their output.
+//   - A consumer reads a raw conv output through an operand with `norm` set: normalise (+ LeakyReLU) is its
+//     prologue. Such a raw buffer has exactly one consumer (checked at build).
+//   - The decoder's conv1 reads two buffers, the transposed-conv output first and the skip second: the concat
+//     is never copied (its weights' channel order, KTRSC with C = C_up + C_skip, already matches).
+//   - A residual block's 1x1 projection (conv3) rides on conv1's step: one read of the shared input.
+//   - Residual steps materialise lrelu(norm2(h) + norm3(r)) in place of h (it feeds the next block and a skip).
+//   - The head normalises + LeakyReLU's its input, applies the 1x1 conv + bias, then softmax and argmax.
+//
+// The CPU executor (fp32, the CPU backend table) runs each prologue as a separate in-place instance_norm_fwd
+// (+ leaky_relu) pass right before the consumer, which also produces the epilogue's statistics: those are the
+// exact kernels, in the exact order, that the tape forward uses, so its logits equal DynUNet::forward's bit for
+// bit. A CUDA executor would run the same schedule with the fusions applied in its kernels.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kernels/arena.h"
+#include "kernels/conv3d.h"
+#include "kernels/conv_transpose3d.h"
+#include "layers/dynunet.h"
+
+namespace dex {
+
+struct PlanOptions {
+  Device device = Device::CPU;
+  DType precision = DType::F32;  // activations and conv weights: F32, or F16 (fp32 statistics and logits)
+  int batch = 1;
+  bool keep_input = false;  // the input buffer stays intact after run() (a click path rewriting only heatmaps)
+};
+
+enum class PlanStepKind : uint8_t { Conv, ConvTranspose, Residual, Head };
+const char* plan_step_kind_name(PlanStepKind k);
+
+// How a step reads one of its input buffers.
+struct PlanOperand {
+  int buffer = -1;
+  int channels = 0;
+  int norm = -1;       // stats slot to normalise with while loading (prologue); -1: read as stored
+  bool lrelu = false;  // LeakyReLU after the normalisation (conv consumers: yes; residual operands: no)
+};
+
+struct PlanStep {
+  PlanStepKind kind = PlanStepKind::Conv;
+  std::string name;        // MONAI module path of the (first) layer, e.g. "upsamples.4.conv_block.conv1"
+  PlanOperand in[2];       // in[1]: the decoder conv1's skip (concat-free) or a residual's second term
+  int num_in = 1;
+  int out = -1;            // output buffer (Residual: in[0].buffer, written in place)
+  int out_stats = -1;      // Conv: stats slot its epilogue accumulates for `out`; -1: none
+  Conv3dParams conv;       // Conv, Head (C = the operands' channels together)
+  ConvTranspose3dParams tconv;
+  int weight = -1;         // packed weight index
+  int bias = -1;           // Head: packed bias index
+  // Conv only: the residual 1x1 projection sharing this step's input read (-1: none)
+  int proj_out = -1, proj_stats = -1, proj_weight = -1;
+  Conv3dParams proj;
+  bool lrelu_out = false;  // Residual: LeakyReLU after the add
+  // Head: softmax probabilities (fp32) and argmax mask (uint8); `out` holds the logits (fp32).
+  int probs = -1, mask = -1;
+  double macs() const;
+};
+
+struct PlanBuffer {
+  std::string name;        // the value it is created for
+  int64_t voxels = 0;      // N*D*H*W
+  int channels = 0;
+  DType dtype = DType::F32;
+  size_t bytes = 0;
+  size_t offset = 0;       // in the activation arena (256-byte aligned)
+  int first = 0, last = 0; // steps that write it first / read it last (inclusive); inputs start at 0,
+                           // outputs live to the end
+};
+
+// Instance-norm statistics of one conv output: mean and rstd per (sample, channel), fp32.
+struct PlanStats {
+  std::string name;        // the norm's module path, e.g. "bottleneck.norm2"
+  int channels = 0;
+  float eps = 1e-5f;
+  int gamma = -1, beta = -1;  // packed affine weights (BlockOptions::norm_affine), else -1
+};
+
+struct PlanWeight {
+  std::string name;        // state_dict name
+  int64_t elems = 0;
+  size_t offset = 0;       // bytes into the packed weight buffer (256-byte aligned)
+  DType dtype = DType::F32;
+};
+
+struct PlanMemory {
+  size_t activations = 0;              // the arena: peak of the static offset assignment
+  size_t activations_lower_bound = 0;  // max over steps of the bytes live at that step (no assignment beats it)
+  size_t activations_no_reuse = 0;     // every buffer its own bytes (what a bump arena without reuse holds)
+  size_t stats = 0;                    // all stats slots
+  size_t weights = 0;                  // packed weights
+  size_t workspace = 0;                // executor scratch (CPU: im2col panels); 0 where not known
+  size_t total() const { return activations + stats + weights + workspace; }
+};
+
+// The schedule alone: steps, buffers with offsets, stats slots, weight table, memory. No allocation, no
+// weights: usable for any device/precision (e.g. to state the peak memory of a CUDA fp16 plan on a CPU box).
+struct PlanSchedule {
+  DynUNetConfig config;
+  PlanOptions options;
+  Int3 spatial{0, 0, 0};
+  std::vector<PlanStep> steps;
+  std::vector<PlanBuffer> buffers;
+  std::vector<PlanStats> stats;
+  std::vector<PlanWeight> weights;
+  PlanMemory memory;
+  int input = -1;          // the network input buffer [N][D][H][W][in_channels]
+  int logits = -1, probs = -1, mask = -1;
+
+  double macs() const;
+  // Human-readable schedule: steps with operands, fusions and buffers, then the buffer table and memory.
+  std::string describe() const;
+};
+
+// Throws InputError when the spatial size is not a multiple of the total stride or the options are invalid.
+PlanSchedule build_plan_schedule(const DynUNetConfig& config, Int3 spatial, const PlanOptions& options = {});
+
+class InferencePlan {
+ public:
+  // Builds the schedule, allocates the arena, stats and workspace, and packs the weights of `net` (copied:
+  // later changes to net's parameters are not seen; build a new plan). CPU executor: device CPU, precision F32.
+  InferencePlan(const DynUNet& net, Int3 spatial, const PlanOptions& options = {});
+  InferencePlan(const InferencePlan&) = delete;
+  InferencePlan& operator=(const InferencePlan&) = delete;
+
+  const PlanSchedule& schedule() const { return m_schedule; }
+  const PlanMemory& memory() const { return m_schedule.memory; }
+
+  // The input buffer: NDHWC [N][D][H][W][in_channels], fp32, owned by the plan (write it, then run()).
+  float* input();
+  void run();
+  // Copies x (N*D*H*W*in_channels floats) into the input buffer, then runs.
+  void run(const float* x);
+
+  // Results of the last run: logits and probabilities [N][D][H][W][out_channels], mask [N][D][H][W].
+  const float* logits() const;
+  const float* probabilities() const;
+  const uint8_t* mask() const;
+  int64_t output_voxels() const;
+
+  // Fills the activation arena with a NaN pattern (tests: a step reading a buffer nobody wrote shows up).
+  void poison_arena();
+
+ private:
+  float* fbuf(int id) const;
+  void run_conv(const PlanStep& s);
+  void run_conv_transpose(const PlanStep& s);
+  void run_residual(const PlanStep& s);
+  void run_head(const PlanStep& s);
+  void prologue(const PlanOperand& op);  // CPU: normalise (+ LeakyReLU) the raw buffer in place
+  const float* weight(int i) const;
+
+  PlanSchedule m_schedule;
+  Buffer m_arena, m_stats, m_weights, m_workspace;
+  std::vector<size_t> m_stats_offset;  // floats into m_stats: mean then rstd, N*C each
+};
+
+}  // namespace dex
