@@ -8,8 +8,9 @@
 //              dgrad, stride 1: the fprop path on dy with flipped, channel-swapped weights (full padding).
 //              dgrad, strided: sgemm (OpenBLAS threads) into a panel + col2im scatter-add threaded over
 //              channel blocks.
-//              wgrad: im2col (OpenMP) + sgemm (OpenBLAS threads) per chunk, chunks accumulated in order, so the
-//              result does not depend on the thread count.
+//              wgrad: 4 fixed runs of chunks, each summed (im2col + single-threaded sgemm) into its own partial
+//              dw by one OpenMP thread, partials added in run order: the result does not depend on the thread
+//              count.
 //              1x1x1 stride-1 unpadded convs skip im2col: one sgemm straight on the activations.
 // Conv3dParams::validate lives here too.
 #include <cblas.h>
@@ -264,6 +265,9 @@ Conv3dParams dgrad_fprop_params(const Conv3dParams& p) {
   for (int a = 0; a < 3; ++a) q.pad[a] = p.dil[a] * (k[a] - 1) - p.pad[a];
   return q;
 }
+// wgrad sums this many fixed runs of chunks separately (parallel over runs, deterministic for any thread count).
+constexpr int kWgradGroups = 4;
+
 size_t panels_bytes(const Conv3dParams& p) {
   return size_t(fprop_threads()) * size_t(chunk_rows(p) * p.taps() * p.C) * sizeof(float);
 }
@@ -290,9 +294,9 @@ struct Panel {
 size_t conv3d_cpu_workspace_bytes(const Conv3dParams& p) {
   p.validate();
   if (is_pointwise(p)) return 0;
-  // fprop: one panel per OpenMP thread (col2im dgrad and wgrad use the first one); a stride-1 dgrad runs as
+  // fprop: one panel per OpenMP thread (col2im dgrad uses the first one); a stride-1 dgrad runs as
   // an fprop of the flipped weights: those weights, then that fprop's panels.
-  size_t bytes = panels_bytes(p);
+  size_t bytes = panels_bytes(p) + kWgradGroups * flipped_weight_bytes(p);  // wgrad: partial dw per group
   if (dgrad_as_fprop(p)) bytes = std::max(bytes, flipped_weight_bytes(p) + panels_bytes(dgrad_fprop_params(p)));
   return bytes;
 }
@@ -356,14 +360,37 @@ void conv3d_wgrad_gemm(const Conv3dParams& p, const float* x, const float* dy, f
                 accumulate ? 1.f : 0.f, dw, p.C);
     return;
   }
-  Panel col(p, ws);
-  const int64_t step = chunk_rows(p);
-  for (int64_t m0 = 0; m0 < M; m0 += step) {
-    const int64_t rows = std::min(step, M - m0);
-    im2col(p, x, m0, rows, col.ptr, true);
-    const float beta = (m0 == 0 && !accumulate) ? 0.f : 1.f;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, p.K, int(row_len), int(rows), 1.f, dy + m0 * p.K, p.K,
-                col.ptr, int(row_len), beta, dw, int(row_len));
+  // kWgradGroups contiguous runs of chunks, each summed into its own partial dw (OpenMP threads take whole
+  // groups, each with its own panel and a single-threaded sgemm), then the partials are added in group order:
+  // the result does not depend on the thread count.
+  const int64_t step = chunk_rows(p), chunks = (M + step - 1) / step;
+  const int groups = int(std::min<int64_t>(kWgradGroups, chunks));
+  const int threads = std::min(fprop_threads(), groups);
+  const int64_t wstride = int64_t(flipped_weight_bytes(p) / sizeof(float));
+  Panel buf(p, ws);
+  float* partials = buf.ptr;
+  float* panels = buf.ptr + kWgradGroups * wstride;
+  {
+    BlasSingleThread single;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int g = 0; g < groups; ++g) {
+      float* part = partials + g * wstride;
+      float* panel = panels + int64_t(omp_get_thread_num()) * step * row_len;
+      const int64_t c0 = chunks * g / groups, c1 = chunks * (g + 1) / groups;
+      for (int64_t i = c0; i < c1; ++i) {
+        const int64_t m0 = i * step, rows = std::min(step, M - m0);
+        im2col(p, x, m0, rows, panel, false);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, p.K, int(row_len), int(rows), 1.f, dy + m0 * p.K, p.K,
+                    panel, int(row_len), i == c0 ? 0.f : 1.f, part, int(row_len));
+      }
+    }
+  }
+  const int64_t n = p.weight_elems();
+#pragma omp parallel for schedule(static)
+  for (int64_t e = 0; e < n; ++e) {
+    float sum = accumulate ? dw[e] : 0.f;
+    for (int g = 0; g < groups; ++g) sum += partials[g * wstride + e];
+    dw[e] = sum;
   }
 }
 
