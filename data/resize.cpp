@@ -48,9 +48,26 @@ void resize_area(const float* in, const Shape3& is, float* out, const Shape3& os
   area_windows(is[1], os[1], s1, l1);
   area_windows(is[2], os[2], s2, l2);
   // As torch's adaptive_avg_pool3d: float sum over the box (axis 0, 1, 2 nesting), then / k0 / k1 / k2.
+  // Fast path, bit-identical: when the axis-0/1 windows are single rows (up-sampling, e.g. the way back to the file
+  // grid) the sum is over one row only; dividing by a window length of 1 is skipped (x / 1 == x).
   for (int64_t o0 = 0; o0 < os[0]; ++o0)
     for (int64_t o1 = 0; o1 < os[1]; ++o1) {
       float* dst = out + (o0 * os[1] + o1) * os[2];
+      const float d01_0 = static_cast<float>(l0[o0]), d01_1 = static_cast<float>(l1[o1]);
+      if (l0[o0] == 1 && l1[o1] == 1) {
+        const float* row = in + (s0[o0] * is[1] + s1[o1]) * is[2];
+        for (int64_t o2 = 0; o2 < os[2]; ++o2) {
+          const float* p = row + s2[o2];
+          if (l2[o2] == 1) {
+            dst[o2] = p[0];
+          } else {
+            float sum = 0.f;
+            for (int64_t i2 = 0; i2 < l2[o2]; ++i2) sum += p[i2];
+            dst[o2] = sum / static_cast<float>(l2[o2]);
+          }
+        }
+        continue;
+      }
       for (int64_t o2 = 0; o2 < os[2]; ++o2) {
         float sum = 0.f;
         for (int64_t i0 = s0[o0]; i0 < s0[o0] + l0[o0]; ++i0)
@@ -58,7 +75,7 @@ void resize_area(const float* in, const Shape3& is, float* out, const Shape3& os
             const float* row = in + (i0 * is[1] + i1) * is[2];
             for (int64_t i2 = s2[o2]; i2 < s2[o2] + l2[o2]; ++i2) sum += row[i2];
           }
-        dst[o2] = sum / static_cast<float>(l0[o0]) / static_cast<float>(l1[o1]) / static_cast<float>(l2[o2]);
+        dst[o2] = sum / d01_0 / d01_1 / static_cast<float>(l2[o2]);
       }
     }
 }
