@@ -64,7 +64,8 @@ int32_t connected_components_3d(const uint8_t* mask, const std::array<int64_t, 3
   return count;
 }
 
-EvalClick next_eval_click(const LabelVolume& pred, const LabelVolume& gt, uint8_t fg) {
+EvalClick next_eval_click(const LabelVolume& pred, const LabelVolume& gt, uint8_t fg,
+                          const std::vector<std::array<int64_t, 3>>& exclude) {
   DEX_CHECK(pred.shape == gt.shape, "next_eval_click: prediction and ground truth differ in shape");
   const int64_t n = gt.size();
   EvalClick best;
@@ -76,6 +77,9 @@ EvalClick next_eval_click(const LabelVolume& pred, const LabelVolume& gt, uint8_
       const bool g = gt.data[v] == fg, p = pred.data[v] == fg;
       err[v] = kind == 0 ? (g && !p) : (p && !g);
     }
+    for (const auto& e : exclude)
+      if (e[0] >= 0 && e[1] >= 0 && e[2] >= 0 && e[0] < gt.shape[0] && e[1] < gt.shape[1] && e[2] < gt.shape[2])
+        err[static_cast<size_t>(gt.index(e[0], e[1], e[2]))] = 0;
     std::vector<int64_t> sizes;
     connected_components_3d(err.data(), gt.shape, labels, 6, &sizes);
     for (size_t c = 0; c < sizes.size(); ++c)
@@ -202,7 +206,7 @@ EvalResult evaluate(const EvalConfig& cfg) {
         ++next_report;
       }
       if (k == max_clicks) break;
-      const EvalClick c = next_eval_click(post.mask, gt, 1);
+      const EvalClick c = next_eval_click(post.mask, gt, 1, ce.click_ijk);
       if (!c.found) {
         // Perfect: the remaining click counts keep this prediction.
         while (next_report < cfg.clicks.size()) {

@@ -1,7 +1,8 @@
 // dex-eval (spec §10, issue 7): Dice against the number of clicks on the validation split. Clicks are added one at a
 // time, deterministically: after each prediction, the largest 3D connected error region (missed spleen or false
 // spleen, each labelled on its own with 6-connectivity) gets one click at its voxel farthest from the region's
-// boundary (chessboard distance; the image border counts as boundary; ties -> first in raster order): a spleen click
+// boundary (chessboard distance; the image border counts as boundary; ties -> first in raster order; voxels clicked
+// before are not part of any region, so an ignored click is never repeated at the same voxel): a spleen click
 // for a miss, a background click for a false positive. Clicks are in the image file's voxel indices, as a user gives
 // them, and go through the same pre-processing as dex-infer's. Reported per case and as means: the spleen Dice in
 // the image's own grid and the bundle's metric (mean of background and spleen Dice, spec §10) on the network grid.
@@ -28,7 +29,10 @@ struct EvalClick {
   int64_t region_voxels = 0;
   int32_t depth = 0;             // chessboard distance of the click to the region's boundary (1 = on the boundary)
 };
-EvalClick next_eval_click(const LabelVolume& pred, const LabelVolume& gt, uint8_t fg = 1);
+// Voxels in `exclude` (earlier clicks) are left out of the error regions, so a click the model ignores is not
+// repeated at the same voxel.
+EvalClick next_eval_click(const LabelVolume& pred, const LabelVolume& gt, uint8_t fg = 1,
+                          const std::vector<std::array<int64_t, 3>>& exclude = {});
 
 struct EvalConfig {
   std::string model_path;

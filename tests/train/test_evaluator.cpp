@@ -83,6 +83,11 @@ TEST(EvalClick, LargestRegionDeepestVoxel) {
   EXPECT_TRUE(c.spleen);
   EXPECT_EQ(c.region_voxels, 3);
   EXPECT_EQ(c.ijk, (std::array<int64_t, 3>{2, 3, 4}));
+  // The same voxel is never clicked twice: with it excluded, the next deepest voxel of the strip.
+  c = next_eval_click(pred, gt, 1, {{2, 3, 4}});
+  ASSERT_TRUE(c.found);
+  EXPECT_EQ(c.region_voxels, 2);
+  EXPECT_EQ(c.ijk, (std::array<int64_t, 3>{2, 3, 5}));
   // Perfect prediction: no click.
   EXPECT_FALSE(next_eval_click(gt, gt).found);
 }
@@ -135,6 +140,7 @@ TEST(Evaluator, EndToEndOnPhantoms) {
         EXPECT_LT(p[a], gt.shape[a]);
       }
       EXPECT_EQ(gt.at(p[0], p[1], p[2]) == 1, c.click_spleen[i]) << c.image << " click " << i;
+      for (size_t k = 0; k < i; ++k) EXPECT_NE(c.click_ijk[k], p) << "click " << i << " repeats click " << k;
     }
   }
   // Deterministic: a second evaluation gives the same numbers and clicks.
