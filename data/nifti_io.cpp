@@ -311,18 +311,20 @@ NiftiMeta meta_from_nim(const nifti_image* nim, const std::string& path, int ver
 template <class S>
 void convert_transpose(const S* src, int64_t nx, int64_t ny, int64_t nz, double slope, double inter, bool scale,
                        float* dst) {
-  // src: i fastest (i + nx*(j + ny*k)); dst: C order ((i*ny + j)*nz + k).
-  for (int64_t k = 0; k < nz; ++k)
-    for (int64_t j = 0; j < ny; ++j) {
-      const S* row = src + nx * (j + ny * k);
-      float* out = dst + j * nz + k;
-      const int64_t step = ny * nz;
-      if (scale) {
-        for (int64_t i = 0; i < nx; ++i) out[i * step] = static_cast<float>(static_cast<double>(row[i]) * slope + inter);
-      } else {
-        for (int64_t i = 0; i < nx; ++i) out[i * step] = static_cast<float>(row[i]);
+  // src: i fastest (i + nx*(j + ny*k)); dst: C order ((i*ny + j)*nz + k). Blocks of kB slices keep both the reads
+  // (kB rows along i) and the writes (kB consecutive k) in cache.
+  constexpr int64_t kB = 16;
+  for (int64_t k0 = 0; k0 < nz; k0 += kB) {
+    const int64_t k1 = std::min(nz, k0 + kB);
+    for (int64_t j = 0; j < ny; ++j)
+      for (int64_t i = 0; i < nx; ++i) {
+        float* out = dst + (i * ny + j) * nz;
+        for (int64_t k = k0; k < k1; ++k) {
+          const S v = src[i + nx * (j + ny * k)];
+          out[k] = scale ? static_cast<float>(static_cast<double>(v) * slope + inter) : static_cast<float>(v);
+        }
       }
-    }
+  }
 }
 
 // The whole file in memory (header validated first): nifti_clib converts the header (byte order, qform), the voxel
@@ -560,12 +562,15 @@ template <class S, class T>
 std::vector<S> to_nifti_order(const VolumeT<T>& v) {
   const int64_t nx = v.shape[0], ny = v.shape[1], nz = v.shape[2];
   std::vector<S> out(static_cast<size_t>(v.size()));
-  for (int64_t k = 0; k < nz; ++k)
-    for (int64_t j = 0; j < ny; ++j) {
-      S* row = out.data() + nx * (j + ny * k);
-      const T* in = v.data.data() + j * nz + k;
-      for (int64_t i = 0; i < nx; ++i) row[i] = static_cast<S>(in[i * ny * nz]);
-    }
+  constexpr int64_t kB = 16;  // blocks of slices, as in convert_transpose
+  for (int64_t k0 = 0; k0 < nz; k0 += kB) {
+    const int64_t k1 = std::min(nz, k0 + kB);
+    for (int64_t j = 0; j < ny; ++j)
+      for (int64_t i = 0; i < nx; ++i) {
+        const T* in = v.data.data() + (i * ny + j) * nz;
+        for (int64_t k = k0; k < k1; ++k) out[i + nx * (j + ny * k)] = static_cast<S>(in[k]);
+      }
+  }
   return out;
 }
 
