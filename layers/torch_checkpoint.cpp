@@ -646,6 +646,10 @@ class TensorBuilder {
       DEX_INPUT_CHECK(t.size[d] == 0 || numel <= (int64_t{1} << 40) / t.size[d], what, " is implausibly large");
       numel *= t.size[d];
     }
+    // stride-0 / overlapping views may have more elements than their storage, but not absurdly many (this
+    // bounds the allocation a corrupt size tuple can cause: at most 16x the storage or 2^28 elements)
+    DEX_INPUT_CHECK(numel <= 16 * std::max<int64_t>(avail, int64_t{1} << 24), what, ": a view of ", numel,
+                    " elements over a storage of ", avail, " is implausible");
     if (numel > 0) {
       for (size_t d = 0; d < nd; ++d) last += static_cast<__int128>(t.size[d] - 1) * t.stride[d];
       DEX_INPUT_CHECK(last < avail, what, ": the view (offset ", t.i, ", size/stride) reaches element ",

@@ -67,7 +67,7 @@ void expect_matches_fixture(const StateDict& sd, const std::string& file) {
       EXPECT_EQ(kv.second.shape, it->second.shape) << file << " " << kv.first;
     std::vector<float> r = it->second.f32();
     ASSERT_EQ(kv.second.data.size(), r.size()) << file << " " << kv.first;
-    EXPECT_EQ(0, std::memcmp(kv.second.data.data(), r.data(), r.size() * 4)) << file << " " << kv.first;
+    if (!r.empty()) EXPECT_EQ(0, std::memcmp(kv.second.data.data(), r.data(), r.size() * 4)) << file << " " << kv.first;
   }
 }
 
@@ -323,6 +323,8 @@ TEST(TorchCheckpoint, HandBuiltArchiveAndPickle) {
   deep += ".";
   const std::vector<Case> cases = {
       {"view beyond its storage", pk::state_dict({{"w", pk::tensor("0", 6, 3, {2, 2}, {1, 2})}}), true, "'w'"},
+      {"huge stride-0 view", pk::state_dict({{"w", pk::tensor("0", 6, 0, {1 << 20, 1 << 12}, {0, 0})}}), true,
+       "implausible"},
       {"storage record missing", pk::state_dict({{"w", tensor_ok}}), false, "data/0"},
       {"storage numel above its record", pk::state_dict({{"w", pk::tensor("0", 7, 0, {2}, {1})}}), true, "'w'"},
       {"unsupported storage type", pk::state_dict({{"w", pk::tensor("0", 3, 0, {3}, {1}, "ComplexFloatStorage")}}), true,
