@@ -12,7 +12,8 @@ Writes (run with /usr/bin/python3, Debian's torch):
   tests/data/dynunet/tiny_model.pt torch.save of the tiny net's MONAI-style state_dict (68-key style: with aliases)
   tests/data/dynunet/full128.fix   the bundle's network at 1x3x128^3 with closed-form weights and input (see
                                    closed_form_weight / closed_form_input): per-channel logit statistics and 1000
-                                   sampled voxels (float32 forward, 2 threads).
+                                   sampled voxels (float32 forward, 2 threads; float64 at 128^3 needs ~29 GB
+                                   im2col buffers in torch's CPU conv3d).
 """
 import math
 import os
@@ -218,12 +219,24 @@ FULL = dict(cin=3, cout=2, kernels=[3] * 6, strides=[1, 2, 2, 2, 2, [2, 2, 1]], 
             filters=[32, 64, 128, 256, 320, 320])
 
 
+def splitmix64(z):
+    """splitmix64 finaliser on a uint64 array (wrapping arithmetic)."""
+    with np.errstate(over="ignore"):
+        z = z + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
 def closed_form_weight(shape, layer_id, std):
-    """w[i] = std * sin(0.37 * i + layer_id), i the flat index in PyTorch layout, layer_id the index of the
-    tensor in sorted-name order; std = kaiming std of the tensor (bias: 0.1)."""
+    """w[i] = std * sqrt(3) * (2 u - 1), u = (splitmix64(i + 2^32 * layer_id) >> 11) * 2^-53: uniform with the
+    kaiming std, i the flat index in PyTorch layout, layer_id the index of the tensor in sorted-name order (bias:
+    std 0.1). A hash, not a smooth function of i (sin(a i + b) weights cancel over smooth inputs and turn fp32
+    rounding into 1e-4 relative errors after instance norm)."""
     n = int(np.prod(shape))
-    i = np.arange(n, dtype=np.float64)
-    return (std * np.sin(0.37 * i + layer_id)).astype(np.float32).reshape(shape)
+    z = splitmix64(np.arange(n, dtype=np.uint64) + np.uint64(layer_id << 32))
+    u = (z >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+    return (std * math.sqrt(3.0) * (2.0 * u - 1.0)).astype(np.float32).reshape(shape)
 
 
 def closed_form_input(D, H, W):
@@ -251,26 +264,14 @@ def full_fixture():
             std = kaiming_std(p.shape) if p.dim() == 5 else 0.1
             p.copy_(torch.from_numpy(closed_form_weight(tuple(p.shape), lid, std)))
         x = torch.from_numpy(closed_form_input(128, 128, 128))
-        y32 = net(x)[0].double().numpy()  # [2, 128, 128, 128], float32 forward
-        y = net.double()(x.double())[0].numpy()  # the reference: float64 forward from the same float32 values
+        y = net(x)[0].double().numpy()  # [2, 128, 128, 128], float32 forward
     S = 128 ** 3
     idx = (np.arange(1000, dtype=np.int64) * 2654435761 + 12345) % S
-    flat, flat32 = y.reshape(2, S), y32.reshape(2, S)
-    # torch's own float32 error on this network and input (the closed-form weights make some channels nearly
-    # constant before instance norm, which amplifies rounding): dex's bound is stated relative to it.
-    err32 = np.abs(flat32 - flat)
+    flat = y.reshape(2, S)
     fx = {"mean": flat.mean(1), "std": flat.std(1), "min": flat.min(1), "max": flat.max(1),
-          "sample_index": idx, "sample": flat[:, idx].T.copy(),  # sample: [1000][2]
-          "torch_f32_max_err": np.array([err32.max()]),
-          "torch_f32_nmse": np.array([(err32 ** 2).sum() / (flat ** 2).sum()]),
-          "torch_f32_stat_err": np.array([np.abs(flat32.mean(1) - flat.mean(1)).max(),
-                                          np.abs(flat32.std(1) - flat.std(1)).max(),
-                                          np.abs(flat32.min(1) - flat.min(1)).max(),
-                                          np.abs(flat32.max(1) - flat.max(1)).max()])}
+          "sample_index": idx, "sample": flat[:, idx].T.copy()}  # sample: [1000][2]
     write_fixture(os.path.join(OUT, "full128.fix"), fx)
     print("full128: mean", fx["mean"], "std", fx["std"], "min", fx["min"], "max", fx["max"])
-    print("torch float32 vs float64: max abs err %.3g, NMSE %.3g, stat errs %s" %
-          (fx["torch_f32_max_err"][0], fx["torch_f32_nmse"][0], fx["torch_f32_stat_err"]))
 
 
 if __name__ == "__main__":

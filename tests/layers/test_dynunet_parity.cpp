@@ -107,6 +107,18 @@ TEST(DynUNetParity, TorchSavedModelPtGivesTheSameLogits) {
   expect_tensor_close("model.pt logits", gf.data(), t.fx.at("logits").data, kNetRtol);
 }
 
+uint64_t splitmix64(uint64_t z) {
+  z += 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// The full-size reference is torch's float32 forward (float64 does not fit: torch's CPU conv3d builds ~29 GB
+// im2col buffers), so both sides carry fp32 error: the bound of kNetRtol over the 22 conv layers of the full
+// network's longest path (sqrt(22) instead of sqrt(16)) and two independent sides (sqrt(2)): 7e-5 * 1.17 * 1.41.
+constexpr double kFullRtol = kNetRtol * 1.17 * 1.41;  // 1.2e-4
+
 // Closed-form weights and input of gen_fixtures_dynunet.py (closed_form_weight / closed_form_input).
 TEST(DynUNetParity, FullSize128ForwardMatchesTorchStatistics) {
   auto fx = load_fixture(test_data("dynunet/full128.fix"));
@@ -117,8 +129,10 @@ TEST(DynUNetParity, FullSize128ForwardMatchesTorchStatistics) {
   for (auto& kv : sd) {
     const ParamSpec& s = ps.spec(ps.index_of(kv.first));
     const double std = s.kind == ParamKind::Bias ? 0.1 : kaiming_std(s);
-    for (size_t i = 0; i < kv.second.data.size(); ++i)
-      kv.second.data[i] = static_cast<float>(std * std::sin(0.37 * double(i) + lid));
+    for (size_t i = 0; i < kv.second.data.size(); ++i) {
+      const double u = double(splitmix64(uint64_t(i) + (uint64_t(lid) << 32)) >> 11) * 0x1p-53;
+      kv.second.data[i] = static_cast<float>(std * std::sqrt(3.0) * (2.0 * u - 1.0));
+    }
     ++lid;
   }
   net.load_state_dict(sd);
@@ -139,7 +153,7 @@ TEST(DynUNetParity, FullSize128ForwardMatchesTorchStatistics) {
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("[ full128  ] forward %.1f s, arena peak %.2f GiB\n", secs, arena.peak() / double(1 << 30));
 
-  // Statistics over 2M voxels: fp32 summation order differs, the values agree to kNetRtol each.
+  // Statistics over 2M voxels: fp32 summation order differs, the values agree to kFullRtol each.
   for (int c = 0; c < 2; ++c) {
     double sum = 0, sq = 0, mn = INFINITY, mx = -INFINITY;
     for (int64_t s = 0; s < S; ++s) {
@@ -148,7 +162,7 @@ TEST(DynUNetParity, FullSize128ForwardMatchesTorchStatistics) {
     }
     const double mean = sum / S, sd = std::sqrt(sq / S - mean * mean);
     const double ref_sd = fx.at("std").data[c];
-    const double tol = kNetRtol * ref_sd;  // every logit within rtol*rms; the stats move by no more
+    const double tol = kFullRtol * ref_sd;  // every logit within rtol*rms(ref); the statistics move by no more
     std::printf("[ full128  ] channel %d: mean %.6g (torch %.6g) std %.6g (%.6g) min %.6g (%.6g) max %.6g (%.6g)\n", c,
                 mean, fx.at("mean").data[c], sd, ref_sd, mn, fx.at("min").data[c], mx, fx.at("max").data[c]);
     EXPECT_NEAR(mean, fx.at("mean").data[c], tol);
@@ -161,5 +175,5 @@ TEST(DynUNetParity, FullSize128ForwardMatchesTorchStatistics) {
   std::vector<float> got(ref.size());
   for (size_t i = 0; i < idx.size(); ++i)
     for (int c = 0; c < 2; ++c) got[i * 2 + c] = y.data[static_cast<int64_t>(idx[i]) * 2 + c];
-  expect_tensor_close("full128 sampled logits", got.data(), ref, kNetRtol);
+  expect_tensor_close("full128 sampled logits", got.data(), ref, kFullRtol);
 }
