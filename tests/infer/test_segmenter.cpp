@@ -203,6 +203,31 @@ TEST(dex_infer, float32_output_matches_the_uint8_mask) {
   for (size_t i = 0; i < l.data.size(); ++i) ASSERT_EQ(f.data[i], float(l.data[i]));
 }
 
+TEST(dex_infer, batch_mode_writes_every_imagesTs_case_as_the_bundle_names_it) {
+  const std::string ds = tmpdir() + "/batch_ds", out = tmpdir() + "/batch_out";
+  fs::create_directories(ds + "/imagesTs");
+  fs::create_directories(out);
+  fs::copy_file(fixture_image("flip.nii.gz"), ds + "/imagesTs/case_b.nii.gz", fs::copy_options::overwrite_existing);
+  fs::copy_file(real_ct(), ds + "/imagesTs/case_a.nii.gz", fs::copy_options::overwrite_existing);
+  ASSERT_EQ(run(dex_infer() + " --config " + std::string(DEX_SOURCE_DIR) + "/configs/inference.json --dataset-dir " + ds +
+                " --output-dir " + out + " --model " + tiny_model()),
+            0)
+      << last_log();
+  for (auto name : {"case_a", "case_b"}) {
+    std::string f = out + "/" + name + "/" + name + "_trans.nii.gz";
+    ASSERT_TRUE(fs::exists(f)) << f << "\n" << last_log();
+    NiftiMeta m, in;
+    read_nifti(ds + "/imagesTs/" + name + ".nii.gz", &in);
+    Volume v = read_nifti(f, &m);
+    EXPECT_EQ(m.datatype, 16) << "the bundle writes float32 0/1";
+    EXPECT_EQ(v.shape, in.shape);
+  }
+  // A missing output folder is an error, not created silently.
+  EXPECT_EQ(run(dex_infer() + " --config " + std::string(DEX_SOURCE_DIR) + "/configs/inference.json --dataset-dir " + ds +
+                " --output-dir " + tmpdir() + "/no_such_out --model " + tiny_model()),
+            2);
+}
+
 TEST(dex_infer, bad_input_gives_a_clear_error_exit_2_and_writes_nothing) {
   const std::string model = tiny_model(), out = tmpdir() + "/never.nii.gz";
   struct Case {
