@@ -1,5 +1,6 @@
 // CUDA convolution benchmarks on the real DynUNet layer shapes (bench/dynunet_shapes.h) at 128^3 and 64^3, batch 1:
-// every dex variant (fprop f16 v1 and v2, bf16 v2; dgrad / wgrad f16 v1 at 64^3 only; transposed fprop f16 v1, v2) and,
+// every dex variant (fprop f16 v1 and v2, bf16 v2; dgrad f16 v2 (stride 1); dgrad / wgrad f16 v1 at 64^3 only;
+// transposed fprop f16 v1, v2) and,
 // on the same shapes, cuDNN fp16 NDHWC fprop (legacy cudnnFindConvolutionForwardAlgorithmEx, best algorithm) and
 // cuBLAS GemmEx where a layer is one GEMM (1x1x1 stride 1; transposed conv, GEMM part only).
 // Names: conv3d_fprop/<impl>/<patch>/<layer>. Counters: us, TFLOP/s, GB/s (fp16 bytes, each tensor once) and
@@ -7,6 +8,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -56,15 +58,16 @@ void bm_fprop(benchmark::State& state, Conv3dParams p, DType t, ConvVariant v) {
   }
 }
 
-void bm_dgrad(benchmark::State& state, Conv3dParams p, DType t) {
+void bm_dgrad(benchmark::State& state, Conv3dParams p, DType t, ConvVariant v) {
   if (skip_without_device(state)) return;
   try {
     ConvBuffers b(p, t);
     DeviceBuffer<uint16_t> dx(size_t(p.in_elems()));
+    DeviceBuffer<uint8_t> ws(std::max<size_t>(conv3d_dgrad_cuda_workspace_bytes(p, t), 1));
     time_loop(
         state,
         [&](cudaStream_t s) {
-          conv3d_dgrad_cuda(p, t, b.y.data(), b.w.data(), dx.data(), GradMode::Overwrite, ConvVariant::Direct, s);
+          conv3d_dgrad_cuda(p, t, b.y.data(), b.w.data(), dx.data(), GradMode::Overwrite, v, ws.data(), s);
         },
         p.flops(), p.bytes(2));
   } catch (const std::exception& e) {
@@ -319,8 +322,12 @@ int register_all() {
       if (p.taps() == 1 && p.stride[0] == 1 && p.stride[1] == 1 && p.stride[2] == 1)
         reg("conv3d_fprop/cublas_f16" + tail,
             [p](benchmark::State& s) { bm_cublas_gemm(s, p.out_voxels(), p.K, p.C, p.bytes(2)); });
+      if (conv3d_dgrad_cuda_supports(p, DType::F16, ConvVariant::Mma))
+        reg("conv3d_dgrad/f16_v2" + tail,
+            [p](benchmark::State& s) { bm_dgrad(s, p, DType::F16, ConvVariant::Mma); });
       if (patch == 64) {  // v1 backward kernels are slow at 128^3; 64^3 keeps the whole run within the lease
-        reg("conv3d_dgrad/f16_v1" + tail, [p](benchmark::State& s) { bm_dgrad(s, p, DType::F16); });
+        reg("conv3d_dgrad/f16_v1" + tail,
+            [p](benchmark::State& s) { bm_dgrad(s, p, DType::F16, ConvVariant::Direct); });
         reg("conv3d_wgrad/f16_v1" + tail, [p](benchmark::State& s) { bm_wgrad(s, p, DType::F16); });
       }
     }

@@ -5,7 +5,9 @@
 //   v2 Mma     fprop, f16 | bf16: implicit GEMM (M = output voxels, N = K, K-dim = taps x C, tap-major), CTA tile
 //              128 x {64 | 32} x 32, 4 warps of 32 x BN, mma.sync.m16n8k16 (fp32 accumulate), 3-stage cp.async ring
 //              (zero-fill outside the volume), ldmatrix from an XOR-swizzled smem layout. Needs C % 32 == 0,
-//              K % 32 == 0 and 16-byte aligned pointers (KERNELS.md §3). dgrad/wgrad have no v2 yet.
+//              K % 32 == 0 and 16-byte aligned pointers (KERNELS.md §3).
+//              dgrad, stride 1: the same kernel as an fprop over dy with flipped, repacked weights (workspace) and
+//              pad' = k - 1 - pad; GradMode::Accumulate adds in the epilogue. Strided dgrad and wgrad: v1 only.
 //   Best       v2 where it applies, else v1.
 // Index math: every voxel offset is formed in 64 bits from per-row bases (KERNELS.md §2, "Index width").
 #include <cuda_runtime.h>
@@ -166,6 +168,18 @@ __global__ void conv3d_wgrad_kernel_v1(ConvArgs a, const void* x, const void* dy
   }
 }
 
+// dgrad v2 weight repack: w'[c][tap'][k] = w[k][flip(tap')][c] (conv3d_v2_layout.h), 16-bit storage.
+__global__ void conv3d_dgrad_repack_kernel(int C, int K, int KD, int KH, int KW, const uint16_t* w, uint16_t* wt) {
+  const int taps = KD * KH * KW;
+  const int64_t n = int64_t(C) * taps * K;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const int k = static_cast<int>(i % K);
+    const int tap = static_cast<int>((i / K) % taps);
+    const int c = static_cast<int>(i / (int64_t(K) * taps));
+    wt[i] = w[v2::dgrad_weight_src(c, tap, k, C, KD, KH, KW)];
+  }
+}
+
 // ==== v2 mma.sync implicit GEMM (fprop, f16/bf16) ========================================================
 // Index maps live in conv3d_v2_layout.h (shared with the CPU emulation test).
 using v2::kBM;
@@ -217,14 +231,24 @@ __device__ __forceinline__ unsigned pack2(float lo, float hi) {
   }
 }
 
+template <bool kBf16>
+__device__ __forceinline__ float2 unpack2(unsigned v) {
+  if constexpr (kBf16) {
+    return __bfloat1622float2(*reinterpret_cast<__nv_bfloat162*>(&v));
+  } else {
+    return __half22float2(*reinterpret_cast<__half2*>(&v));
+  }
+}
+
 // Grid (ceil(M/128), K/BN). Thread tid loads A chunk (tid & 3) of rows (tid >> 2) + 32 i, i < 4, and B chunks
 // tid + 128 j of the BN x 4 chunk tile. k-step kt covers tap kt / (C/32), channels [(kt % (C/32)) * 32, +32).
 // kTrans: the transposed conv with kernel == stride as one GEMM (conv3d_v2_layout.h, convt_out_index): M = input
 // voxels, N = K x taps, K-dim = C, no gather, scattering epilogue (a.taps is the real tap count, the GEMM has 1).
+// accumulate: y += result (fp32 add of the stored value, then rounded), for dgrad with GradMode::Accumulate.
 template <bool kBf16, int BN, bool kTrans>
 __global__ void __launch_bounds__(kV2Threads) conv3d_fprop_kernel_v2(ConvArgs a, const uint16_t* __restrict__ x,
                                                                      const uint16_t* __restrict__ w,
-                                                                     uint16_t* __restrict__ y) {
+                                                                     uint16_t* __restrict__ y, bool accumulate) {
   static_assert(BN == 32 || BN == 64, "BN is 32 or 64");
   constexpr int kNT = BN / 8;  // n8 tiles per warp
   __shared__ __align__(128) uint16_t sA[kStages][kBM * kBK];
@@ -345,6 +369,10 @@ __global__ void __launch_bounds__(kV2Threads) conv3d_fprop_kernel_v2(ConvArgs a,
         if constexpr (kTrans) {
           y[v2::convt_out_index(m, col, a.D, a.H, a.W, a.KD, a.KH, a.KW, a.K)] = uint16_t(packed & 0xFFFFu);
           y[v2::convt_out_index(m, col + 1, a.D, a.H, a.W, a.KD, a.KH, a.KW, a.K)] = uint16_t(packed >> 16);
+        } else if (accumulate) {
+          unsigned* dst = reinterpret_cast<unsigned*>(y + m * a.K + col);
+          const float2 old = unpack2<kBf16>(*dst);
+          *dst = pack2<kBf16>(old.x + acc[mi][ni][half * 2], old.y + acc[mi][ni][half * 2 + 1]);
         } else {
           *reinterpret_cast<unsigned*>(y + m * a.K + col) = packed;
         }
@@ -416,6 +444,26 @@ void launch_wgrad_v1(const Conv3dParams& p, St s, const void* x, const void* dy,
   DEX_LAUNCH_CHECK("conv3d_wgrad_kernel_v1", stream);
 }
 
+void launch_fprop_v2(const Conv3dParams& p, DType dtype, const void* x, const void* w, void* y, bool accumulate,
+                     cudaStream_t stream) {
+  const ConvArgs a = make_args(p);
+  const bool bf = dtype == DType::BF16;
+  const auto* xs = static_cast<const uint16_t*>(x);
+  const auto* ws = static_cast<const uint16_t*>(w);
+  auto* ys = static_cast<uint16_t*>(y);
+  const unsigned gm = static_cast<unsigned>((p.out_voxels() + kBM - 1) / kBM);
+  if (p.K % 64 == 0) {
+    const dim3 grid(gm, p.K / 64);
+    if (bf) conv3d_fprop_kernel_v2<true, 64, false><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys, accumulate);
+    else conv3d_fprop_kernel_v2<false, 64, false><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys, accumulate);
+  } else {
+    const dim3 grid(gm, p.K / 32);
+    if (bf) conv3d_fprop_kernel_v2<true, 32, false><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys, accumulate);
+    else conv3d_fprop_kernel_v2<false, 32, false><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys, accumulate);
+  }
+  DEX_LAUNCH_CHECK("conv3d_fprop_kernel_v2", stream);
+}
+
 void check_problem(const Conv3dParams& p, const char* what) {
   p.validate();
   DEX_CHECK(p.out_voxels() > 0, what, ": empty output (", p.OD(), "x", p.OH(), "x", p.OW(), ")");
@@ -463,41 +511,73 @@ void conv3d_fprop_cuda(const Conv3dParams& p, DType dtype, const void* x, const 
     return;
   }
   DEX_CHECK(aligned16(x) && aligned16(w) && aligned16(y), "conv3d_fprop_cuda (v2): x, w and y must be 16-byte aligned");
-  const ConvArgs a = make_args(p);
-  const bool bf = dtype == DType::BF16;
-  const auto* xs = static_cast<const uint16_t*>(x);
-  const auto* ws = static_cast<const uint16_t*>(w);
-  auto* ys = static_cast<uint16_t*>(y);
-  const unsigned gm = static_cast<unsigned>((p.out_voxels() + kBM - 1) / kBM);
-  if (p.K % 64 == 0) {
-    const dim3 grid(gm, p.K / 64);
-    if (bf) conv3d_fprop_kernel_v2<true, 64, false><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys);
-    else conv3d_fprop_kernel_v2<false, 64, false><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys);
-  } else {
-    const dim3 grid(gm, p.K / 32);
-    if (bf) conv3d_fprop_kernel_v2<true, 32, false><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys);
-    else conv3d_fprop_kernel_v2<false, 32, false><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys);
-  }
-  DEX_LAUNCH_CHECK("conv3d_fprop_kernel_v2", stream);
+  launch_fprop_v2(p, dtype, x, w, y, false, stream);
 }
 
-bool conv3d_dgrad_cuda_supports(const Conv3dParams&, DType dtype, ConvVariant v, std::string* why) {
-  if (v == ConvVariant::Mma) {
-    if (why) *why = "dgrad has no v2 (mma) variant yet; use v1 (Direct) or Best";
+namespace {
+bool dgrad_v2_supports(const Conv3dParams& p, DType dtype, std::string* why) {
+  auto no = [&](const std::string& s) {
+    if (why) *why = s;
     return false;
-  }
+  };
+  if (dtype != DType::F16 && dtype != DType::BF16) return no(str("v2 needs f16 or bf16 storage, got ", dtype_name(dtype)));
+  for (int i = 0; i < 3; ++i)
+    if (p.stride[i] != 1 || p.dil[i] != 1) return no("dgrad v2 needs stride 1 and dilation 1 (strided dgrad: v1)");
+  if (p.K % kBK != 0) return no(str("dgrad v2 needs K % 32 == 0, got K = ", p.K));
+  if (p.C % 32 != 0) return no(str("dgrad v2 needs C % 32 == 0, got C = ", p.C));
+  if (p.pad[0] > p.KD - 1 || p.pad[1] > p.KH - 1 || p.pad[2] > p.KW - 1) return no("dgrad v2 needs pad <= k - 1");
+  return true;
+}
+// The fprop problem whose output is dx: input dy (C' = K), output channels C, flipped taps, pad' = k - 1 - pad.
+Conv3dParams dgrad_as_fprop(const Conv3dParams& p) {
+  Conv3dParams q = p;
+  q.C = p.K;
+  q.K = p.C;
+  q.D = p.OD();
+  q.H = p.OH();
+  q.W = p.OW();
+  q.pad[0] = p.KD - 1 - p.pad[0];
+  q.pad[1] = p.KH - 1 - p.pad[1];
+  q.pad[2] = p.KW - 1 - p.pad[2];
+  return q;
+}
+}  // namespace
+
+size_t conv3d_dgrad_cuda_workspace_bytes(const Conv3dParams& p, DType dtype) {
+  return dgrad_v2_supports(p, dtype, nullptr) ? static_cast<size_t>(p.weight_elems()) * 2 : 0;
+}
+
+bool conv3d_dgrad_cuda_supports(const Conv3dParams& p, DType dtype, ConvVariant v, std::string* why) {
   if (dtype != DType::F32 && dtype != DType::F16 && dtype != DType::BF16) {
     if (why) *why = str("unsupported storage dtype ", dtype_name(dtype));
     return false;
   }
+  if (v == ConvVariant::Mma) return dgrad_v2_supports(p, dtype, why);
   return true;
 }
+
 void conv3d_dgrad_cuda(const Conv3dParams& p, DType dtype, const void* dy, const void* w, void* dx, GradMode mode,
-                       ConvVariant v, cudaStream_t stream) {
+                       ConvVariant v, void* workspace, cudaStream_t stream) {
   check_problem(p, "conv3d_dgrad_cuda");
   std::string why;
   DEX_CHECK(conv3d_dgrad_cuda_supports(p, dtype, v, &why), "conv3d_dgrad_cuda (", conv_variant_name(v), "): ", why);
-  launch_dgrad_v1(p, storage(dtype), dy, w, dx, mode == GradMode::Accumulate, stream);
+  const bool acc = mode == GradMode::Accumulate;
+  const bool use_v2 = v == ConvVariant::Mma || (v == ConvVariant::Best && workspace && dgrad_v2_supports(p, dtype, nullptr) &&
+                                                aligned16(dy) && aligned16(dx) && aligned16(workspace));
+  if (!use_v2) {
+    launch_dgrad_v1(p, storage(dtype), dy, w, dx, acc, stream);
+    return;
+  }
+  DEX_CHECK(workspace, "conv3d_dgrad_cuda (v2): needs a workspace of conv3d_dgrad_cuda_workspace_bytes() = ",
+            conv3d_dgrad_cuda_workspace_bytes(p, dtype), " bytes");
+  DEX_CHECK(aligned16(dy) && aligned16(dx) && aligned16(workspace),
+            "conv3d_dgrad_cuda (v2): dy, dx and the workspace must be 16-byte aligned");
+  const Conv3dParams q = dgrad_as_fprop(p);
+  DEX_CHECK(q.OD() == p.D && q.OH() == p.H && q.OW() == p.W, "conv3d_dgrad_cuda (v2): dx extent mismatch");
+  conv3d_dgrad_repack_kernel<<<grid_1d(p.weight_elems(), 256), 256, 0, stream>>>(
+      p.C, p.K, p.KD, p.KH, p.KW, static_cast<const uint16_t*>(w), static_cast<uint16_t*>(workspace));
+  DEX_LAUNCH_CHECK("conv3d_dgrad_repack_kernel", stream);
+  launch_fprop_v2(q, dtype, dy, workspace, dx, acc, stream);
 }
 
 bool conv3d_wgrad_cuda_supports(const Conv3dParams&, DType dtype, ConvVariant v, std::string* why) {
@@ -547,6 +627,7 @@ void conv_transpose3d_fprop_v2_launch(const ConvTranspose3dParams& p, DType dtyp
   a.taps = p.KD * p.KH * p.KW;
   const int64_t M = int64_t(p.N) * p.D * p.H * p.W;
   const int NN = p.K * a.taps;
+  const bool accumulate = false;
   const bool bf = dtype == DType::BF16;
   const auto* xs = static_cast<const uint16_t*>(x);
   const auto* ws = static_cast<const uint16_t*>(w);
@@ -554,12 +635,12 @@ void conv_transpose3d_fprop_v2_launch(const ConvTranspose3dParams& p, DType dtyp
   const unsigned gm = static_cast<unsigned>((M + kBM - 1) / kBM);
   if (NN % 64 == 0) {
     const dim3 grid(gm, NN / 64);
-    if (bf) conv3d_fprop_kernel_v2<true, 64, true><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys);
-    else conv3d_fprop_kernel_v2<false, 64, true><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys);
+    if (bf) conv3d_fprop_kernel_v2<true, 64, true><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys, accumulate);
+    else conv3d_fprop_kernel_v2<false, 64, true><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys, accumulate);
   } else {
     const dim3 grid(gm, NN / 32);
-    if (bf) conv3d_fprop_kernel_v2<true, 32, true><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys);
-    else conv3d_fprop_kernel_v2<false, 32, true><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys);
+    if (bf) conv3d_fprop_kernel_v2<true, 32, true><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys, accumulate);
+    else conv3d_fprop_kernel_v2<false, 32, true><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys, accumulate);
   }
   DEX_LAUNCH_CHECK("conv3d_fprop_kernel_v2 (transposed)", stream);
 }

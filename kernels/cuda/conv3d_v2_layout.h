@@ -61,3 +61,14 @@ DEX_HD inline int64_t convt_out_index(int64_t m, int col, int D, int H, int W, i
   return (((n * OD + i * KD + ta) * OH + j * KH + tb) * OW + l * KW + tc) * K + k;
 }
 }  // namespace dex::v2
+
+namespace dex::v2 {
+// dgrad with stride 1 as an fprop (KERNELS.md §3): dx = fprop(dy, w') with C' = K, K' = C, pad' = k - 1 - pad and
+// w'[c][tap'][k] = w[k][flip(tap')][c], flip(t, r, s) = (KD-1-t, KH-1-r, KW-1-s). Index of w' element (c, tap', k)'s
+// source in w, for the repack kernel and its CPU test.
+DEX_HD inline int64_t dgrad_weight_src(int c, int tap, int k, int C, int KD, int KH, int KW) {
+  const int t = tap / (KH * KW), r = (tap / KW) % KH, s = tap % KW;
+  const int flip = ((KD - 1 - t) * KH + (KH - 1 - r)) * KW + (KW - 1 - s);
+  return (int64_t(k) * KD * KH * KW + flip) * C + c;
+}
+}  // namespace dex::v2

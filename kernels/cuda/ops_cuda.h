@@ -57,7 +57,8 @@ void adam_step_cuda(const AdamParams& a, int64_t step, int64_t n, float* param, 
 // ---- conv3d.cu ----------------------------------------------------------------------------------------
 // Variants (STYLE.md §1; the file header of conv3d.cu lists them):
 //   Direct: v1, one thread per output voxel x 8 output channels (fp32 accumulate), the readable oracle.
-//   Mma:    v2, implicit GEMM on tensor cores, mma.sync.m16n8k16 + cp.async (3 stages) + ldmatrix (fprop only).
+//   Mma:    v2, implicit GEMM on tensor cores, mma.sync.m16n8k16 + cp.async (3 stages) + ldmatrix (fprop; dgrad at
+//           stride 1 through flipped weights; transposed fprop with kernel == stride).
 //   Best:   the fastest variant that supports the case.
 enum class ConvVariant { Best, Direct, Mma };
 const char* conv_variant_name(ConvVariant v);
@@ -78,10 +79,13 @@ bool conv3d_fprop_cuda_supports(const Conv3dParams& p, DType dtype, ConvVariant 
                                 std::string* why = nullptr);
 void conv3d_fprop_cuda(const Conv3dParams& p, DType dtype, const void* x, const void* w, void* y,
                        ConvVariant v = ConvVariant::Best, cudaStream_t stream = nullptr);
+// dgrad v2 (stride 1, C and K multiples of 32) repacks the weights into `workspace`
+// (conv3d_dgrad_cuda_workspace_bytes; 0 when v2 does not apply). Best without a workspace runs v1.
+size_t conv3d_dgrad_cuda_workspace_bytes(const Conv3dParams& p, DType dtype);
 bool conv3d_dgrad_cuda_supports(const Conv3dParams& p, DType dtype, ConvVariant v = ConvVariant::Best,
                                 std::string* why = nullptr);
 void conv3d_dgrad_cuda(const Conv3dParams& p, DType dtype, const void* dy, const void* w, void* dx, GradMode mode,
-                       ConvVariant v = ConvVariant::Best, cudaStream_t stream = nullptr);
+                       ConvVariant v = ConvVariant::Best, void* workspace = nullptr, cudaStream_t stream = nullptr);
 bool conv3d_wgrad_cuda_supports(const Conv3dParams& p, DType dtype, ConvVariant v = ConvVariant::Best,
                                 std::string* why = nullptr);
 void conv3d_wgrad_cuda(const Conv3dParams& p, DType dtype, const void* x, const void* dy, float* dw, GradMode mode,

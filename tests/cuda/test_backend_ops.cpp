@@ -270,18 +270,27 @@ void add_conv_rows(std::vector<OpCase>& rows, const Conv3dParams& p, uint64_t se
                       },
                       tol(t, kf), t == DType::F16 ? 1e-6 : 3e-5, exact_f, 0, seed + 3});
     }
-    rows.push_back({str("conv3d_dgrad/", dt(t), "/v1/acc/", conv_name(p)), {{t, yout, -1, 1, 0, 1}, {t, win}},
-                    {{t, xin, true}},
-                    [p](const HostIn& in, HostIn& out) {
-                      conv3d_dgrad_cpu(p, in[0].data(), in[1].data(), out[0].data(), GradMode::Accumulate,
-                                       CpuConvImpl::Reference);
-                      return Scalars{};
-                    },
-                    [p, t](const Backend&, const std::vector<const void*>& in, const std::vector<void*>& out, void* s) {
-                      conv3d_dgrad_cuda(p, t, in[0], in[1], out[0], GradMode::Accumulate, ConvVariant::Direct, S(s));
-                      return Scalars{};
-                    },
-                    tol(t, kd + 1), t == DType::F16 ? 1e-6 : 3e-5, exact_d, 0, seed + 4});
+    for (ConvVariant v : {ConvVariant::Direct, ConvVariant::Mma}) {
+      if (!conv3d_dgrad_cuda_supports(p, t, v)) continue;
+      rows.push_back({str("conv3d_dgrad/", dt(t), "/", conv_variant_name(v), "/acc/", conv_name(p)),
+                      {{t, yout, -1, 1, 0, 1}, {t, win}}, {{t, xin, true}},
+                      [p](const HostIn& in, HostIn& out) {
+                        conv3d_dgrad_cpu(p, in[0].data(), in[1].data(), out[0].data(), GradMode::Accumulate,
+                                         CpuConvImpl::Reference);
+                        return Scalars{};
+                      },
+                      [p, t, v](const Backend& b, const std::vector<const void*>& in, const std::vector<void*>& out,
+                                void* s) {
+                        // v2 repacks the weights into a workspace; the op never allocates, the caller does.
+                        const size_t wsb = conv3d_dgrad_cuda_workspace_bytes(p, t);
+                        Buffer ws(*b.allocator, std::max<size_t>(wsb, 1));
+                        conv3d_dgrad_cuda(p, t, in[0], in[1], out[0], GradMode::Accumulate, v,
+                                          wsb ? ws.data() : nullptr, S(s));
+                        b.synchronize(s);
+                        return Scalars{};
+                      },
+                      tol(t, kd + 1), t == DType::F16 ? 1e-6 : 3e-5, exact_d, 0, seed + 4});
+    }
     rows.push_back({str("conv3d_wgrad/", dt(t), "/v1/", conv_name(p)), {{t, xin, -1, 1, 0, 1}, {t, yout}},
                     {{DType::F32, win}},
                     [p](const HostIn& in, HostIn& out) {
@@ -701,7 +710,10 @@ TEST(ConvSupports, DynUNetLayersHaveAPath) {
   EXPECT_FALSE(conv3d_fprop_cuda_supports(conv(1, 3, 32, 8, 8, 8, 3, 1, 1, 1), DType::F16, ConvVariant::Mma, &why));
   EXPECT_NE(why.find("C % 32"), std::string::npos) << why;
   EXPECT_FALSE(conv3d_fprop_cuda_supports(conv(1, 32, 32, 8, 8, 8, 3, 1, 1, 1), DType::F32, ConvVariant::Mma, &why));
-  EXPECT_FALSE(conv3d_dgrad_cuda_supports(conv(1, 32, 32, 8, 8, 8, 3, 1, 1, 1), DType::F16, ConvVariant::Mma, &why));
+  EXPECT_TRUE(conv3d_dgrad_cuda_supports(conv(1, 32, 32, 8, 8, 8, 3, 1, 1, 1), DType::F16, ConvVariant::Mma, &why));
+  EXPECT_FALSE(conv3d_dgrad_cuda_supports(conv(1, 32, 64, 8, 8, 8, 3, 2, 2, 2), DType::F16, ConvVariant::Mma, &why));
+  EXPECT_NE(why.find("stride 1"), std::string::npos) << why;
+  EXPECT_FALSE(conv3d_wgrad_cuda_supports(conv(1, 32, 32, 8, 8, 8, 3, 1, 1, 1), DType::F16, ConvVariant::Mma, &why));
   EXPECT_NE(why.find("no v2"), std::string::npos) << why;
 }
 

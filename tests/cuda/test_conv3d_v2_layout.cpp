@@ -270,3 +270,36 @@ INSTANTIATE_TEST_SUITE_P(Shapes, ConvTranspose3dV2Emulation,
 
 }  // namespace
 }  // namespace dex
+
+namespace dex {
+namespace {
+
+// dgrad v2 = fprop over dy with w'[c][tap'][k] = w[k][flip(tap')][c] and pad' = k - 1 - pad (stride 1): the identity
+// and the repack index (v2::dgrad_weight_src, used by the repack kernel) checked on the CPU reference.
+TEST(Conv3dV2Layout, StrideOneDgradIsFpropWithFlippedWeights) {
+  for (int k : {3, 1}) {
+    Conv3dParams p;
+    p.N = 2; p.C = 5; p.K = 7; p.D = 6; p.H = 5; p.W = 4;
+    p.KD = p.KH = p.KW = k;
+    p.pad[0] = p.pad[1] = p.pad[2] = (k - 1) / 2;
+    const auto dy = testing::random_ints(p.out_elems(), 11, -2, 2);
+    const auto w = testing::random_ints(p.weight_elems(), 12, -2, 2);
+    std::vector<float> ref(static_cast<size_t>(p.in_elems()));
+    conv3d_dgrad_cpu(p, dy.data(), w.data(), ref.data(), GradMode::Overwrite, CpuConvImpl::Reference);
+    Conv3dParams q = p;
+    q.C = p.K; q.K = p.C; q.D = p.OD(); q.H = p.OH(); q.W = p.OW();
+    for (int i = 0; i < 3; ++i) q.pad[i] = k - 1 - p.pad[i];
+    std::vector<float> wt(w.size());
+    const int taps = k * k * k;
+    for (int c = 0; c < p.C; ++c)
+      for (int tap = 0; tap < taps; ++tap)
+        for (int kk = 0; kk < p.K; ++kk)
+          wt[(int64_t(c) * taps + tap) * p.K + kk] = w[dgrad_weight_src(c, tap, kk, p.C, k, k, k)];
+    std::vector<float> got(ref.size());
+    conv3d_fprop_cpu(q, dy.data(), wt.data(), got.data(), CpuConvImpl::Reference);
+    EXPECT_EQ(got, ref) << "k = " << k;
+  }
+}
+
+}  // namespace
+}  // namespace dex
