@@ -1,6 +1,7 @@
 #include "data/preprocess.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 
 #include "data/click_guidance.h"
@@ -10,7 +11,10 @@
 
 namespace dex {
 
-Preprocessed preprocess_image(const Volume& file_volume, const PreprocessOptions& opt) {
+Preprocessed preprocess_image(const Volume& file_volume, const PreprocessOptions& opt, PreprocessTimes* times) {
+  using Clock = std::chrono::steady_clock;
+  auto ms = [](Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); };
+  auto t0 = Clock::now();
   DEX_CHECK(static_cast<int64_t>(file_volume.data.size()) == file_volume.size() && file_volume.size() > 0,
             "preprocess_image: empty volume or data size does not match the shape");
   for (int a = 0; a < 3; ++a)
@@ -25,8 +29,13 @@ Preprocessed preprocess_image(const Volume& file_volume, const PreprocessOptions
   Volume oriented = reorient(file_volume, g.orientation);
   g.oriented_shape = oriented.shape;
   g.oriented_affine = oriented.affine;
+  if (times) times->orient_ms = ms(t0);
+  t0 = Clock::now();
   window_intensity_inplace(oriented, opt.a_min, opt.a_max, opt.b_min, opt.b_max);
+  if (times) times->window_ms = ms(t0);
+  t0 = Clock::now();
   p.ct = resize_area(oriented, opt.spatial_size);
+  if (times) times->resize_ms = ms(t0);
   p.record.options = opt;
   return p;
 }

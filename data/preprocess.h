@@ -30,8 +30,13 @@ struct Preprocessed {
   PreprocessRecord record;
 };
 
+// Wall time of each preprocessing stage (dex-infer --timing).
+struct PreprocessTimes {
+  double orient_ms = 0, window_ms = 0, resize_ms = 0;
+};
 // file Volume (as read) -> orient to RAS -> window -> area resize.
-Preprocessed preprocess_image(const Volume& file_volume, const PreprocessOptions& opt = {});
+Preprocessed preprocess_image(const Volume& file_volume, const PreprocessOptions& opt = {},
+                              PreprocessTimes* times = nullptr);
 
 struct GridClicks {
   std::vector<GridPoint> spleen, background;

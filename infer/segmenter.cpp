@@ -38,7 +38,11 @@ void Segmenter::set_image(const Volume& image) {
   opt.a_min = m_info.a_min;
   opt.a_max = m_info.a_max;
   opt.bundle_compat = m_options.bundle_click_mapping;
-  Preprocessed p = m_timer.time("preprocess", [&] { return preprocess_image(image, opt); });
+  PreprocessTimes pt;
+  Preprocessed p = preprocess_image(image, opt, &pt);
+  m_timer.add("orient", pt.orient_ms);
+  m_timer.add("window", pt.window_ms);
+  m_timer.add("resize", pt.resize_ms);
   m_record = p.record;
   const int64_t n = p.ct.size();
   m_input.assign(static_cast<size_t>(n) * 3, 0.f);
@@ -54,10 +58,11 @@ bool Segmenter::has_image() const {
 Segmentation Segmenter::segment(const Clicks& clicks, bool with_probability) {
   std::lock_guard<std::mutex> lock(m_mutex);
   DEX_INPUT_CHECK(m_has_image, "segment() called before set_image()");
-  // Keep the preprocessing time of set_image, replace the per-segment stages.
-  double pre = m_timer.get("preprocess");
-  m_timer.clear();
-  if (pre > 0) m_timer.add("preprocess", pre);
+  // Keep the preprocessing stages of set_image, replace the per-segment ones.
+  StageTimer kept;
+  for (auto name : {"orient", "window", "resize"})
+    if (m_timer.get(name) > 0) kept.add(name, m_timer.get(name));
+  m_timer = kept;
 
   Segmentation out;
   const auto& ss = m_info.spatial_size;

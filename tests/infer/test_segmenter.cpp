@@ -184,7 +184,7 @@ TEST(dex_infer, cli_cpp_api_and_c_api_give_identical_masks_on_the_real_ct) {
   EXPECT_EQ(std::string(sig + 1, 3), "PNG");
   std::ifstream tj(tmpdir() + "/cli_seg.timing.json");
   std::string timing((std::istreambuf_iterator<char>(tj)), std::istreambuf_iterator<char>());
-  for (auto stage : {"read", "preprocess", "heatmaps", "upload", "forward", "way back", "write"})
+  for (auto stage : {"read", "orient", "window", "resize", "heatmaps", "upload", "forward", "way back", "write"})
     EXPECT_NE(timing.find(std::string("\"") + stage + "\""), std::string::npos) << stage << " missing in " << timing;
 }
 
