@@ -15,9 +15,21 @@ def load_bench(paths):
     ctx = {}
     for p in paths:
         try:
-            d = json.load(open(p))
-        except Exception as e:  # a run cut off by its timeout leaves no closing brackets
+            text = open(p).read()
+        except OSError as e:
             print("<!-- could not read %s: %s -->" % (p, e))
+            continue
+        d = None
+        # A run cut off by its timeout leaves the JSON without its closing brackets: try to close it.
+        cut = text.rfind("\n    }")  # end of the last complete benchmark record (Google Benchmark's layout)
+        for cand in (text, text.rstrip().rstrip(",") + "]}", text[:cut] + "\n    }\n  ]\n}" if cut > 0 else ""):
+            try:
+                d = json.loads(cand)
+                break
+            except ValueError:
+                pass
+        if d is None:
+            print("<!-- could not parse %s -->" % p)
             continue
         ctx.update(d.get("context", {}))
         for b in d.get("benchmarks", []):
@@ -100,6 +112,16 @@ def main():
         if tot_cudnn > 0:
             print("| **sum (layers with both)** | | | | %.0f | | %.2f |" % (tot_cudnn, tot_dex / tot_cudnn))
         print()
+    other = sorted(k for k in rows if k[0] != "conv3d_fprop")
+    if other:
+        print("| other kernels | impl | patch | us | TFLOP/s |")
+        print("|---|---|---|---|---|")
+        for (op, impl, patch, layer) in other:
+            v = rows[(op, impl, patch, layer)]
+            if v[0] == "skip":
+                print("| %s %s | %s | %d | skip | |" % (op, layer, impl, patch))
+            else:
+                print("| %s %s | %s | %d | %.0f | %.1f |" % (op, layer, impl, patch, v[0], v[1] or 0))
     return 0
 
 
