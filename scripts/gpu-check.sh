@@ -47,6 +47,12 @@ if ldd "$CARRY/bin/dex_tests_cuda" | grep -q 'not found'; then
   exit 3
 fi
 
+if ! "$CARRY/bin/dex_tests_cuda" --gtest_list_tests >/dev/null 2>>"$LOG"; then
+  say "FAIL: the carried test binary does not start here (see check.log: glibc / libstdc++ versions?);"
+  say "      rebuild on this machine instead: cmake -S . -B build -G Ninja -DDEX_CUDA=ON needs the Debian libraries"
+  exit 3
+fi
+
 # ---- 1. tests -------------------------------------------------------------------------------------------------------
 say "1/5 tests"
 timeout 150 "$CARRY/bin/dex_tests_cuda" --gtest_color=no 2>&1 | tail -n 4000 > "$OUT/tests.log"
