@@ -497,29 +497,53 @@ std::string PlanSchedule::describe() const {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// InferencePlan: the CPU executor
+// InferencePlan: the executor (CPU, or CUDA fp32 where dex_cuda is built: infer/plan_cuda.cu)
 // ---------------------------------------------------------------------------------------------------------
+#if defined(DEX_HAVE_CUDA)
+namespace plan_cuda {  // infer/plan_cuda.cu; streams and graphs as opaque pointers (no CUDA headers here)
+void conv3d_fprop_two_source(const Conv3dParams& p, const float* a, int Ca, const float* b, int Cb, const float* w,
+                             float* y, void* stream);
+void* stream_create();
+void stream_destroy(void* stream) noexcept;
+void capture_begin(void* stream);
+void* capture_end(void* stream);  // instantiated graph
+void capture_abort(void* stream) noexcept;
+void graph_launch(void* graph, void* stream);
+void graph_destroy(void* graph) noexcept;
+}  // namespace plan_cuda
+#endif
+
 InferencePlan::InferencePlan(const DynUNet& net, Int3 spatial, const PlanOptions& options)
     : m_schedule(build_plan_schedule(net.config(), spatial, options)) {
-  DEX_INPUT_CHECK(options.device == Device::CPU,
-                  "inference plan: only the CPU executor exists yet (device ", device_name(options.device),
-                  " asked); build_plan_schedule states a CUDA plan's memory");
-  DEX_INPUT_CHECK(options.precision == DType::F32, "inference plan: the CPU executor runs f32, ",
-                  dtype_name(options.precision), " asked");
+#if !defined(DEX_HAVE_CUDA)
+  DEX_INPUT_CHECK(options.device == Device::CPU, "inference plan: dex was built without CUDA (device ",
+                  device_name(options.device), " asked); build_plan_schedule states a CUDA plan's memory");
+#endif
+  DEX_INPUT_CHECK(options.precision == DType::F32, "inference plan: the executor runs f32 (",
+                  dtype_name(options.precision), " asked; an f16 schedule can be built with build_plan_schedule)");
+  m_be = &backend(options.device);  // throws, saying why, when that backend has no device
   const PlanSchedule& s = m_schedule;
-  BlockAllocator& host = host_allocator();
-  m_arena = Buffer(host, std::max<size_t>(s.memory.activations, 1));
-  m_stats = Buffer(host, std::max<size_t>(s.memory.stats, 1));
-  m_weights = Buffer(host, std::max<size_t>(s.memory.weights, 1));
-  if (s.memory.workspace) m_workspace = Buffer(host, s.memory.workspace);
+  BlockAllocator& mem = *m_be->allocator;
+  m_arena = Buffer(mem, std::max<size_t>(s.memory.activations, 1));
+  m_stats = Buffer(mem, std::max<size_t>(s.memory.stats, 1));
+  m_weights = Buffer(mem, std::max<size_t>(s.memory.weights, 1));
+  size_t ws = s.memory.workspace;
+  if (options.device != Device::CPU)
+    for (const PlanStep& p : s.steps)
+      if (p.kind == PlanStepKind::Conv || p.kind == PlanStepKind::Head) {
+        ws = std::max(ws, m_be->conv3d_workspace_bytes(p.conv));
+        if (p.proj_out >= 0) ws = std::max(ws, m_be->conv3d_workspace_bytes(p.proj));
+      }
+  if (ws) m_workspace = Buffer(mem, ws);
   size_t off = 0;
   for (const PlanStats& st : s.stats) {
     m_stats_offset.push_back(off / sizeof(float));
     off += 2 * align_up(size_t(s.options.batch) * st.channels * 4);
   }
-  // Pack the weights (internal KTRSC fp32 layout of the ParameterSet; converted where the plan is f16).
+  // Pack the weights once (internal KTRSC fp32 layout of the ParameterSet) into one buffer on the plan's device.
   const ParameterSet& ps = net.parameters();
   const Backend& src = backend(net.device());
+  std::vector<char> packed(s.memory.weights);
   std::vector<float> tmp;
   for (const PlanWeight& w : s.weights) {
     const int i = ps.index_of(w.name);
@@ -529,12 +553,23 @@ InferencePlan::InferencePlan(const DynUNet& net, Int3 spatial, const PlanOptions
               w.elems);
     tmp.resize(size_t(w.elems));
     src.copy(tmp.data(), Device::CPU, t.data, net.device(), size_t(w.elems) * sizeof(float), nullptr);
-    char* dst = m_weights.as<char>() + w.offset;
+    char* dst = packed.data() + w.offset;
     if (w.dtype == DType::F32)
       std::memcpy(dst, tmp.data(), tmp.size() * sizeof(float));
     else
       convert_f32_to_f16_cpu(w.elems, tmp.data(), reinterpret_cast<uint16_t*>(dst));
   }
+  m_be->copy(m_weights.data(), options.device, packed.data(), Device::CPU, packed.size(), nullptr);
+#if defined(DEX_HAVE_CUDA)
+  if (options.device == Device::CUDA) m_stream = plan_cuda::stream_create();
+#endif
+}
+
+InferencePlan::~InferencePlan() {
+#if defined(DEX_HAVE_CUDA)
+  if (m_graph) plan_cuda::graph_destroy(m_graph);
+  if (m_stream) plan_cuda::stream_destroy(m_stream);
+#endif
 }
 
 float* InferencePlan::fbuf(int id) const {
@@ -555,19 +590,57 @@ const uint8_t* InferencePlan::mask() const {
 }
 int64_t InferencePlan::output_voxels() const { return m_schedule.buffers[m_schedule.mask].voxels; }
 
+std::vector<float> InferencePlan::logits_host() const {
+  std::vector<float> v(size_t(output_voxels() * m_schedule.config.out_channels));
+  m_be->copy(v.data(), Device::CPU, logits(), m_schedule.options.device, v.size() * sizeof(float), m_stream);
+  return v;
+}
+std::vector<float> InferencePlan::probabilities_host() const {
+  std::vector<float> v(size_t(output_voxels() * m_schedule.config.out_channels));
+  m_be->copy(v.data(), Device::CPU, probabilities(), m_schedule.options.device, v.size() * sizeof(float), m_stream);
+  return v;
+}
+std::vector<uint8_t> InferencePlan::mask_host() const {
+  std::vector<uint8_t> v(static_cast<size_t>(output_voxels()));
+  m_be->copy(v.data(), Device::CPU, mask(), m_schedule.options.device, v.size(), m_stream);
+  return v;
+}
+
 void InferencePlan::poison_arena() {
-  const uint32_t nan = 0x7fc00001u;
-  uint32_t* p = m_arena.as<uint32_t>();
-  for (size_t i = 0; i < m_arena.size() / 4; ++i) p[i] = nan;
+  std::vector<uint32_t> nan(m_arena.size() / 4, 0x7fc00001u);
+  m_be->copy(m_arena.data(), m_schedule.options.device, nan.data(), Device::CPU, nan.size() * 4, m_stream);
 }
 
 void InferencePlan::run(const float* x) {
   const PlanBuffer& in = m_schedule.buffers[m_schedule.input];
-  std::memcpy(input(), x, size_t(in.voxels) * in.channels * sizeof(float));
+  m_be->copy(input(), m_schedule.options.device, x, Device::CPU, size_t(in.voxels) * in.channels * sizeof(float),
+             m_stream);
   run();
 }
 
 void InferencePlan::run() {
+#if defined(DEX_HAVE_CUDA)
+  if (m_schedule.options.device == Device::CUDA) {
+    // The whole forward is captured once as a CUDA graph (buffers never move), then replayed.
+    if (!m_graph) {
+      plan_cuda::capture_begin(m_stream);
+      try {
+        run_steps();
+      } catch (...) {
+        plan_cuda::capture_abort(m_stream);
+        throw;
+      }
+      m_graph = plan_cuda::capture_end(m_stream);
+    }
+    plan_cuda::graph_launch(m_graph, m_stream);
+    m_be->synchronize(m_stream);
+    return;
+  }
+#endif
+  run_steps();
+}
+
+void InferencePlan::run_steps() {
   for (const PlanStep& s : m_schedule.steps) {
     switch (s.kind) {
       case PlanStepKind::Conv: run_conv(s); break;
@@ -591,52 +664,57 @@ void InferencePlan::prologue(const PlanOperand& op) {
   p.affine = st.gamma >= 0;
   float* mean = m_stats.as<float>() + m_stats_offset[op.norm];
   float* rstd = mean + align_up(size_t(N) * st.channels * 4) / sizeof(float);
-  const Backend& be = backend(Device::CPU);
   float* x = fbuf(op.buffer);
-  be.instance_norm_fwd(p, x, p.affine ? weight(st.gamma) : nullptr, p.affine ? weight(st.beta) : nullptr, x, mean,
-                       rstd, nullptr);
-  if (op.lrelu) be.leaky_relu_fwd(b.voxels * op.channels, m_schedule.config.block.negative_slope, x, x, nullptr);
+  m_be->instance_norm_fwd(p, x, p.affine ? weight(st.gamma) : nullptr, p.affine ? weight(st.beta) : nullptr, x, mean,
+                          rstd, m_stream);
+  if (op.lrelu)
+    m_be->leaky_relu_fwd(b.voxels * op.channels, m_schedule.config.block.negative_slope, x, x, m_stream);
 }
 
 void InferencePlan::run_conv(const PlanStep& s) {
-  const Backend& be = backend(Device::CPU);
   for (int i = 0; i < s.num_in; ++i) prologue(s.in[i]);
   void* ws = m_workspace.data();
-  if (s.num_in == 1)
-    be.conv3d_fprop(s.conv, fbuf(s.in[0].buffer), weight(s.weight), fbuf(s.out), ws, nullptr);
-  else
+  if (s.num_in == 1) {
+    m_be->conv3d_fprop(s.conv, fbuf(s.in[0].buffer), weight(s.weight), fbuf(s.out), ws, m_stream);
+  } else if (m_schedule.options.device == Device::CPU) {
     conv3d_fprop_two_source_cpu(s.conv, fbuf(s.in[0].buffer), s.in[0].channels, fbuf(s.in[1].buffer),
                                 s.in[1].channels, weight(s.weight), fbuf(s.out), static_cast<float*>(ws));
-  if (s.proj_out >= 0) be.conv3d_fprop(s.proj, fbuf(s.in[0].buffer), weight(s.proj_weight), fbuf(s.proj_out), ws,
-                                       nullptr);
+  } else {
+#if defined(DEX_HAVE_CUDA)
+    plan_cuda::conv3d_fprop_two_source(s.conv, fbuf(s.in[0].buffer), s.in[0].channels, fbuf(s.in[1].buffer),
+                                       s.in[1].channels, weight(s.weight), fbuf(s.out), m_stream);
+#else
+    DEX_CHECK(false, "inference plan: no two-source conv for ", device_name(m_schedule.options.device));
+#endif
+  }
+  if (s.proj_out >= 0)
+    m_be->conv3d_fprop(s.proj, fbuf(s.in[0].buffer), weight(s.proj_weight), fbuf(s.proj_out), ws, m_stream);
 }
 
 void InferencePlan::run_conv_transpose(const PlanStep& s) {
   prologue(s.in[0]);
-  backend(Device::CPU).conv_transpose3d_fprop(s.tconv, fbuf(s.in[0].buffer), weight(s.weight), fbuf(s.out), nullptr);
+  m_be->conv_transpose3d_fprop(s.tconv, fbuf(s.in[0].buffer), weight(s.weight), fbuf(s.out), m_stream);
 }
 
 void InferencePlan::run_residual(const PlanStep& s) {
-  const Backend& be = backend(Device::CPU);
   prologue(s.in[0]);
   prologue(s.in[1]);
   const PlanBuffer& b = m_schedule.buffers[s.out];
   const int64_t n = b.voxels * b.channels;
   float* y = fbuf(s.out);
-  be.add_fwd(n, fbuf(s.in[0].buffer), fbuf(s.in[1].buffer), y, nullptr);
-  if (s.lrelu_out) be.leaky_relu_fwd(n, m_schedule.config.block.negative_slope, y, y, nullptr);
+  m_be->add_fwd(n, fbuf(s.in[0].buffer), fbuf(s.in[1].buffer), y, m_stream);
+  if (s.lrelu_out) m_be->leaky_relu_fwd(n, m_schedule.config.block.negative_slope, y, y, m_stream);
 }
 
 void InferencePlan::run_head(const PlanStep& s) {
-  const Backend& be = backend(Device::CPU);
   prologue(s.in[0]);
   float* z = fbuf(s.out);
-  be.conv3d_fprop(s.conv, fbuf(s.in[0].buffer), weight(s.weight), z, m_workspace.data(), nullptr);
+  m_be->conv3d_fprop(s.conv, fbuf(s.in[0].buffer), weight(s.weight), z, m_workspace.data(), m_stream);
   const int64_t v = s.conv.out_voxels();
-  be.bias_add_fwd(v, s.conv.K, weight(s.bias), z, nullptr);
-  be.softmax_fwd(v, s.conv.K, z, fbuf(s.probs), nullptr);
-  be.argmax(v, s.conv.K, z, reinterpret_cast<uint8_t*>(m_arena.as<char>() + m_schedule.buffers[s.mask].offset),
-            nullptr);
+  m_be->bias_add_fwd(v, s.conv.K, weight(s.bias), z, m_stream);
+  m_be->softmax_fwd(v, s.conv.K, z, fbuf(s.probs), m_stream);
+  m_be->argmax(v, s.conv.K, z, reinterpret_cast<uint8_t*>(m_arena.as<char>() + m_schedule.buffers[s.mask].offset),
+               m_stream);
 }
 
 }  // namespace dex

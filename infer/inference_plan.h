@@ -16,7 +16,8 @@
 // The CPU executor (fp32, the CPU backend table) runs each prologue as a separate in-place instance_norm_fwd
 // (+ leaky_relu) pass right before the consumer, which also produces the epilogue's statistics: those are the
 // exact kernels, in the exact order, that the tape forward uses, so its logits equal DynUNet::forward's bit for
-// bit. A CUDA executor would run the same schedule with the fusions applied in its kernels.
+// bit. The CUDA executor (f32) runs the same schedule with the CUDA table's kernels, unfused for now, captured as one
+// CUDA graph; fused f16 kernels would apply the recorded fusions inside the convs.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -24,6 +25,7 @@
 #include <vector>
 
 #include "kernels/arena.h"
+#include "kernels/backend.h"
 #include "kernels/conv3d.h"
 #include "kernels/conv_transpose3d.h"
 #include "layers/dynunet.h"
@@ -128,25 +130,33 @@ PlanSchedule build_plan_schedule(const DynUNetConfig& config, Int3 spatial, cons
 
 class InferencePlan {
  public:
-  // Builds the schedule, allocates the arena, stats and workspace, and packs the weights of `net` (copied:
-  // later changes to net's parameters are not seen; build a new plan). CPU executor: device CPU, precision F32.
+  // Builds the schedule, allocates the arena, stats and workspace on options.device, and packs the weights of
+  // `net` (copied: later changes to net's parameters are not seen; build a new plan). Executors: CPU f32 (the
+  // CPU backend table), and CUDA f32 where dex_cuda is built (the CUDA table + infer/plan_cuda.cu, the whole
+  // forward captured once as a CUDA graph and replayed). Throws when the device has no backend (saying why).
   InferencePlan(const DynUNet& net, Int3 spatial, const PlanOptions& options = {});
+  ~InferencePlan();
   InferencePlan(const InferencePlan&) = delete;
   InferencePlan& operator=(const InferencePlan&) = delete;
 
   const PlanSchedule& schedule() const { return m_schedule; }
   const PlanMemory& memory() const { return m_schedule.memory; }
 
-  // The input buffer: NDHWC [N][D][H][W][in_channels], fp32, owned by the plan (write it, then run()).
+  // The input buffer on the plan's device: NDHWC [N][D][H][W][in_channels], fp32. Write it, then run(); its
+  // bytes are reused during the run unless PlanOptions::keep_input.
   float* input();
   void run();
-  // Copies x (N*D*H*W*in_channels floats) into the input buffer, then runs.
+  // Copies x (host, N*D*H*W*in_channels floats) into the input buffer, then runs.
   void run(const float* x);
 
-  // Results of the last run: logits and probabilities [N][D][H][W][out_channels], mask [N][D][H][W].
+  // Results of the last run, on the plan's device: logits and probabilities [N][D][H][W][out_channels],
+  // mask [N][D][H][W]; the *_host() variants copy them to the host.
   const float* logits() const;
   const float* probabilities() const;
   const uint8_t* mask() const;
+  std::vector<float> logits_host() const;
+  std::vector<float> probabilities_host() const;
+  std::vector<uint8_t> mask_host() const;
   int64_t output_voxels() const;
 
   // Fills the activation arena with a NaN pattern (tests: a step reading a buffer nobody wrote shows up).
@@ -154,16 +164,20 @@ class InferencePlan {
 
  private:
   float* fbuf(int id) const;
+  void run_steps();
   void run_conv(const PlanStep& s);
   void run_conv_transpose(const PlanStep& s);
   void run_residual(const PlanStep& s);
   void run_head(const PlanStep& s);
-  void prologue(const PlanOperand& op);  // CPU: normalise (+ LeakyReLU) the raw buffer in place
+  void prologue(const PlanOperand& op);  // normalise (+ LeakyReLU) the raw buffer in place
   const float* weight(int i) const;
 
   PlanSchedule m_schedule;
+  const Backend* m_be = nullptr;
   Buffer m_arena, m_stats, m_weights, m_workspace;
   std::vector<size_t> m_stats_offset;  // floats into m_stats: mean then rstd, N*C each
+  void* m_stream = nullptr;            // CUDA: the plan's stream
+  void* m_graph = nullptr;             // CUDA: the captured forward (cudaGraphExec_t)
 };
 
 }  // namespace dex
