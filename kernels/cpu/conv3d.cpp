@@ -3,7 +3,8 @@
 //              are the exact adjoints written the same way. The spec; never optimised.
 //   Gemm       (default) im2col + OpenBLAS cblas_sgemm over chunks of output voxels whose im2col panel is
 //              about kConvChunkBytes (1 MiB: it stays in a core's L2 between im2col and sgemm; 8 MiB and more
-//              measured 1.4-1.8x slower single-threaded on the 128^3 layers).
+//              measured 1.4-1.8x slower single-threaded on the 128^3 layers), but at least 512 rows (up to a
+//              16 MiB panel) so wide layers amortise the weight packing (upsamples.0.conv1: 144 -> 68 ms).
 //              fprop: OpenMP threads take whole chunks (each its own panel: im2col + a single-threaded sgemm).
 //              dgrad, stride 1: the fprop path on dy with flipped, channel-swapped weights (full padding).
 //              dgrad, strided: sgemm (OpenBLAS threads) into a panel + col2im scatter-add threaded over
@@ -147,7 +148,10 @@ bool is_pointwise(const Conv3dParams& p) {
 
 int64_t chunk_rows(const Conv3dParams& p) {
   const int64_t row_bytes = p.taps() * p.C * int64_t(sizeof(float));
-  const int64_t rows = std::max<int64_t>(1, int64_t(kConvChunkBytes) / row_bytes);
+  // Wide rows (many channels) would leave only a few rows per sgemm call, and repacking the weights for every
+  // call dominates: take at least kConvMinChunkRows rows, up to kConvMaxChunkBytes per panel.
+  const int64_t min_rows = std::min<int64_t>(kConvMinChunkRows, int64_t(kConvMaxChunkBytes) / row_bytes);
+  const int64_t rows = std::max<int64_t>({int64_t(1), int64_t(kConvChunkBytes) / row_bytes, min_rows});
   return std::min(rows, p.out_voxels());
 }
 

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 
 #include "kernels/conv3d.h"
 
@@ -14,6 +15,9 @@ namespace dex {
 // Upper bound on the im2col panel of one chunk of output voxels (the workspace holds one per fprop thread;
 // a single row longer than this is one chunk).
 constexpr size_t kConvChunkBytes = size_t(1) << 20;
+// ...but at least this many rows per chunk, as long as the panel stays under kConvMaxChunkBytes.
+constexpr int64_t kConvMinChunkRows = 512;
+constexpr size_t kConvMaxChunkBytes = size_t(16) << 20;
 
 namespace detail {
 // Threads the Gemm fprop splits its chunks over (one panel each); conv3d_cpu_workspace_bytes uses the same, so
