@@ -53,7 +53,7 @@ std::string tiny_model(int in_channels = 3) {
 
 std::string real_ct() { return testing::shared_dir("data/real-ct/imagesTr/case_a.nii.gz"); }
 std::string fixture_image(const std::string& n) { return testing::shared_dir("fixtures/monai-transforms/images/" + n); }
-std::string dex_infer() { return std::string(DEX_BINARY_DIR) + "/infer/dex-infer"; }
+std::string dex_infer() { return std::string(DEX_BINARY_DIR) + "/bin/dex-infer"; }
 
 int run(const std::string& cmd) {
   int rc = std::system((cmd + " > " + tmpdir() + "/last.log 2>&1").c_str());
