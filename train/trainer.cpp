@@ -272,7 +272,7 @@ Trainer::Trainer(const TrainConfig& cfg, Communicator& comm) : m_cfg(cfg), m_com
   std::string why;
   DEX_INPUT_CHECK(backend_available(dev, &why), "device '", cfg.device, "' is not available: ", why);
   DEX_INPUT_CHECK(!cfg.dataset_dir.empty(), "no dataset_dir given (--dataset-dir DIR)");
-  DEX_INPUT_CHECK(is_dir(cfg.output_dir) || m_comm.rank() != 0 || !cfg.output_dir.empty(), "no output_dir given");
+  DEX_INPUT_CHECK(!cfg.output_dir.empty(), "no output_dir given (--output-dir DIR)");
   m = std::make_unique<Impl>(cfg, dev);
   m->net.init(cfg.seed);
   m->counters.rng = Rng(cfg.seed, rng_stream(RngStream::DataOrder));
