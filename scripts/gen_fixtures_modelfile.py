@@ -21,7 +21,12 @@ Files:
   module.pt                torch.save(whole nn.Module): must be rejected
   handmade.safetensors     written byte by byte below (F32, F16, BF16; offsets not in key order; metadata)
   expected.fix             expected values (scripts/fixture_io.py format): "<file>/<key>" per tensor, and the
-                           int64 vector "<file>/#keys" = number of keys in the file
+                           int64 vector "<file>/#keys" = number of keys in the file (0-d tensors are stored with
+                           shape [1]: fixture_io's np.ascontiguousarray makes them 1-d)
+  dynunet_tiny_keys.txt, dynunet_shallow_keys.txt   every state_dict key, aliases included, in torch's order
+  handmade_config.json     the JSON string stored in handmade.safetensors' __metadata__["config"]
+Reproducible: seeded (torch.manual_seed / numpy default_rng); rerunning rewrites identical tensors (zip timestamps
+in deflate.pt, torchscript.pt, legacy.pt differ).
 """
 import io
 import json
