@@ -136,7 +136,6 @@ LoadedModel load_model(const std::string& path) {
   }
   m.info = model_info_from_metadata(md, path);
   m.info.source = md.empty() ? "torch" : "safetensors";
-  canonicalize_dynunet_names(m.weights);
   return m;
 }
 
