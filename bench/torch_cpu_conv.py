@@ -132,7 +132,7 @@ def write_markdown(path, layers, torch2, dex2, ref, torch1=None, dex1=None, note
         tot["gemm"] += g
         tot["torch"] += t
         tot["ref"] += r
-        row = "| %s | %s | %.3f | %.1f | %.1f | %.0f | %.2f | %.1f |" % (
+        row = "| %s | %s | %.3f | %.1f | %.1f | %.1f | %.2f | %.1f |" % (
             name, describe(layer), m / 1e9, g * 1e3, t * 1e3, r, g / t, 2 * m / g / 1e9)
         if torch1 and dex1:
             g1, t1 = dex1[name]["cpu_s"], torch1[name]["cpu_s"]
@@ -170,6 +170,7 @@ def main():
     ap.add_argument("--torch-json-1t", help="torch timings with 1 thread (for the CPU-time columns)")
     ap.add_argument("--dex-json", help="dex_bench_cpu JSON, 2 threads")
     ap.add_argument("--dex-json-1t", help="dex_bench_cpu JSON, 1 thread")
+    ap.add_argument("--dex-ref-json", help="dex_bench_cpu JSON holding the dynunet128_ref runs (default: --dex-json)")
     ap.add_argument("--only", help="substring filter on layer names")
     ap.add_argument("--out", help="markdown table path")
     ap.add_argument("--note", default="", help="file whose text goes above the table")
@@ -187,6 +188,8 @@ def main():
                 json.dump(torch2, f, indent=1)
     if a.dex_json and a.out:
         dex2, ref = load_dex(a.dex_json)
+        if a.dex_ref_json:
+            ref = load_dex(a.dex_ref_json)[1]
         torch1 = dex1 = None
         if a.torch_json_1t and a.dex_json_1t:
             with open(a.torch_json_1t) as f:
