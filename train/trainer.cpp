@@ -574,6 +574,16 @@ EpochRecord Trainer::run_epoch(int64_t epoch) {
 }
 
 std::vector<EpochRecord> Trainer::run() {
+  if (m_comm.size() > 1) {
+    // Every rank initialised (or resumed) the same weights from the same seed (or file); rank 0's copy is sent anyway
+    // so that ranks can never start apart.
+    ParameterSet& ps = m->net.parameters();
+    std::vector<float> w(static_cast<size_t>(ps.numel()));
+    backend(m->device).copy(w.data(), Device::CPU, ps.values(), m->device, ps.bytes(), nullptr);
+    backend(m->device).synchronize(nullptr);
+    m_comm.broadcast(w.data(), ps.bytes(), 0);
+    backend(m->device).copy(ps.values(), m->device, w.data(), Device::CPU, ps.bytes(), nullptr);
+  }
   std::vector<EpochRecord> out;
   for (int64_t e = m->counters.epoch; e < m_cfg.max_epochs; ++e) {
     out.push_back(run_epoch(e));
