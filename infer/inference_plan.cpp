@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "kernels/backend.h"
+#include "kernels/cpu/conv3d_gemm.h"
 #include "kernels/elementwise.h"
 #include "kernels/half.h"
 
@@ -46,14 +47,18 @@ double PlanSchedule::macs() const {
 // The CPU two-source conv (the decoder's conv1 without a concat copy): im2col reads the first source's
 // channels then the second's for every tap, i.e. exactly the panel the conv of the concatenated tensor
 // builds, then one sgemm per chunk of output voxels, chunked and threaded as kernels/cpu/conv3d.cpp does.
+// OpenBLAS's result for a row can depend on how many rows one sgemm call gets, so the bits match the tape's
+// only while the chunking rules agree; the tests hold both to a derived tolerance and report bitwise equality.
 // ---------------------------------------------------------------------------------------------------------
 namespace {
 
-constexpr size_t kTwoSourceChunkBytes = size_t(1) << 20;  // same panel budget as the CPU conv's Gemm path
-
+// The chunking rule of kernels/cpu/conv3d.cpp's chunk_rows (its constants are shared through conv3d_gemm.h): the
+// same panels, so the same sgemm calls and, in practice, the same bits as the conv of the concatenated tensor.
 int64_t two_source_chunk_rows(const Conv3dParams& p) {
   const int64_t row_bytes = p.taps() * p.C * int64_t(sizeof(float));
-  return std::min(std::max<int64_t>(1, int64_t(kTwoSourceChunkBytes) / row_bytes), p.out_voxels());
+  const int64_t min_rows = std::min<int64_t>(kConvMinChunkRows, int64_t(kConvMaxChunkBytes) / row_bytes);
+  const int64_t rows = std::max<int64_t>({int64_t(1), int64_t(kConvChunkBytes) / row_bytes, min_rows});
+  return std::min(rows, p.out_voxels());
 }
 
 size_t two_source_workspace_bytes(const Conv3dParams& p) {
@@ -450,6 +455,8 @@ PlanSchedule build_plan_schedule(const DynUNetConfig& config, Int3 spatial, cons
   s.memory.stats = 0;
   for (const PlanStats& ps : s.stats) s.memory.stats += 2 * align_up(size_t(options.batch) * ps.channels * 4);
   s.memory.workspace = 0;
+  if (options.precision == DType::F16)  // the f32 input staging the executor converts from
+    s.memory.workspace = align_up(size_t(s.buffers[s.input].voxels) * config.in_channels * sizeof(float));
   if (options.device == Device::CPU)
     for (const PlanStep& p : s.steps) {
       if (p.kind == PlanStepKind::Conv && p.num_in == 2)
@@ -510,6 +517,19 @@ void* capture_end(void* stream);  // instantiated graph
 void capture_abort(void* stream) noexcept;
 void graph_launch(void* graph, void* stream);
 void graph_destroy(void* graph) noexcept;
+// f16 plans: fp16 activations and conv weights (void*), fp32 statistics, head weights and logits
+void conv3d_fprop_two_source_f16(const Conv3dParams& p, const void* a, int Ca, const void* b, int Cb, const void* w,
+                                 void* y, void* stream);
+void instance_norm_stats_f16(int N, int C, int64_t S, float eps, const void* x, float* mean, float* rstd,
+                             void* stream);
+void normalise_f16(int N, int C, int64_t S, void* x, const float* mean, const float* rstd, const float* gamma,
+                   const float* beta, bool lrelu, float slope, void* stream);
+void add_f16(int64_t n, const void* a, const void* b, void* y, bool lrelu, float slope, void* stream);
+void head_f16(int64_t voxels, int C, int K, const void* x, const float* w, const float* bias, float* logits,
+              void* stream);
+void convert_to_f16(int64_t n, const float* src, void* dst, void* stream);
+void conv3d_fprop_f16(const Conv3dParams& p, const void* x, const void* w, void* y, void* stream);
+void conv_transpose3d_fprop_f16(const ConvTranspose3dParams& p, const void* x, const void* w, void* y, void* stream);
 }  // namespace plan_cuda
 #endif
 
@@ -519,8 +539,9 @@ InferencePlan::InferencePlan(const DynUNet& net, Int3 spatial, const PlanOptions
   DEX_INPUT_CHECK(options.device == Device::CPU, "inference plan: dex was built without CUDA (device ",
                   device_name(options.device), " asked); build_plan_schedule states a CUDA plan's memory");
 #endif
-  DEX_INPUT_CHECK(options.precision == DType::F32, "inference plan: the executor runs f32 (",
-                  dtype_name(options.precision), " asked; an f16 schedule can be built with build_plan_schedule)");
+  DEX_INPUT_CHECK(options.precision == DType::F32 || options.device == Device::CUDA,
+                  "inference plan: the CPU executor runs f32 (", dtype_name(options.precision),
+                  " asked; f16 runs on CUDA, and build_plan_schedule states any plan's memory)");
   m_be = &backend(options.device);  // throws, saying why, when that backend has no device
   const PlanSchedule& s = m_schedule;
   BlockAllocator& mem = *m_be->allocator;
@@ -528,13 +549,13 @@ InferencePlan::InferencePlan(const DynUNet& net, Int3 spatial, const PlanOptions
   m_stats = Buffer(mem, std::max<size_t>(s.memory.stats, 1));
   m_weights = Buffer(mem, std::max<size_t>(s.memory.weights, 1));
   size_t ws = s.memory.workspace;
-  if (options.device != Device::CPU)
+  if (options.device != Device::CPU && options.precision == DType::F32)
     for (const PlanStep& p : s.steps)
       if (p.kind == PlanStepKind::Conv || p.kind == PlanStepKind::Head) {
         ws = std::max(ws, m_be->conv3d_workspace_bytes(p.conv));
         if (p.proj_out >= 0) ws = std::max(ws, m_be->conv3d_workspace_bytes(p.proj));
       }
-  if (ws) m_workspace = Buffer(mem, ws);
+  if (ws) m_workspace = Buffer(mem, ws);  // CUDA f16: the f32 input staging (input() points there)
   size_t off = 0;
   for (const PlanStats& st : s.stats) {
     m_stats_offset.push_back(off / sizeof(float));
@@ -572,6 +593,10 @@ InferencePlan::~InferencePlan() {
 #endif
 }
 
+void* InferencePlan::vbuf(int id) const { return m_arena.as<char>() + m_schedule.buffers.at(id).offset; }
+
+bool InferencePlan::f16() const { return m_schedule.options.precision == DType::F16; }
+
 float* InferencePlan::fbuf(int id) const {
   const PlanBuffer& b = m_schedule.buffers.at(id);
   DEX_CHECK(b.dtype == DType::F32, "inference plan: buffer ", b.name, " is ", dtype_name(b.dtype), ", not f32");
@@ -582,7 +607,7 @@ const float* InferencePlan::weight(int i) const {
   return reinterpret_cast<const float*>(m_weights.as<char>() + m_schedule.weights.at(i).offset);
 }
 
-float* InferencePlan::input() { return fbuf(m_schedule.input); }
+float* InferencePlan::input() { return f16() ? m_workspace.as<float>() : fbuf(m_schedule.input); }
 const float* InferencePlan::logits() const { return fbuf(m_schedule.logits); }
 const float* InferencePlan::probabilities() const { return fbuf(m_schedule.probs); }
 const uint8_t* InferencePlan::mask() const {
@@ -614,7 +639,7 @@ void InferencePlan::poison_arena() {
 void InferencePlan::run(const float* x) {
   const PlanBuffer& in = m_schedule.buffers[m_schedule.input];
   m_be->copy(input(), m_schedule.options.device, x, Device::CPU, size_t(in.voxels) * in.channels * sizeof(float),
-             m_stream);
+             m_stream);  // (CUDA: synchronises, so x may be reused at once)
   run();
 }
 
@@ -641,6 +666,12 @@ void InferencePlan::run() {
 }
 
 void InferencePlan::run_steps() {
+#if defined(DEX_HAVE_CUDA)
+  if (f16()) {
+    const PlanBuffer& in = m_schedule.buffers[m_schedule.input];
+    plan_cuda::convert_to_f16(in.voxels * in.channels, m_workspace.as<float>(), vbuf(m_schedule.input), m_stream);
+  }
+#endif
   for (const PlanStep& s : m_schedule.steps) {
     switch (s.kind) {
       case PlanStepKind::Conv: run_conv(s); break;
@@ -664,6 +695,15 @@ void InferencePlan::prologue(const PlanOperand& op) {
   p.affine = st.gamma >= 0;
   float* mean = m_stats.as<float>() + m_stats_offset[op.norm];
   float* rstd = mean + align_up(size_t(N) * st.channels * 4) / sizeof(float);
+#if defined(DEX_HAVE_CUDA)
+  if (f16()) {  // statistics (the conv epilogue's job in a fused kernel), then normalise (+ LeakyReLU) in place
+    plan_cuda::instance_norm_stats_f16(N, p.C, p.S, p.eps, vbuf(op.buffer), mean, rstd, m_stream);
+    plan_cuda::normalise_f16(N, p.C, p.S, vbuf(op.buffer), mean, rstd, p.affine ? weight(st.gamma) : nullptr,
+                             p.affine ? weight(st.beta) : nullptr, op.lrelu, m_schedule.config.block.negative_slope,
+                             m_stream);
+    return;
+  }
+#endif
   float* x = fbuf(op.buffer);
   m_be->instance_norm_fwd(p, x, p.affine ? weight(st.gamma) : nullptr, p.affine ? weight(st.beta) : nullptr, x, mean,
                           rstd, m_stream);
@@ -673,6 +713,19 @@ void InferencePlan::prologue(const PlanOperand& op) {
 
 void InferencePlan::run_conv(const PlanStep& s) {
   for (int i = 0; i < s.num_in; ++i) prologue(s.in[i]);
+#if defined(DEX_HAVE_CUDA)
+  if (f16()) {
+    const void* w = weight(s.weight);
+    if (s.num_in == 1)
+      plan_cuda::conv3d_fprop_f16(s.conv, vbuf(s.in[0].buffer), w, vbuf(s.out), m_stream);
+    else
+      plan_cuda::conv3d_fprop_two_source_f16(s.conv, vbuf(s.in[0].buffer), s.in[0].channels, vbuf(s.in[1].buffer),
+                                             s.in[1].channels, w, vbuf(s.out), m_stream);
+    if (s.proj_out >= 0)
+      plan_cuda::conv3d_fprop_f16(s.proj, vbuf(s.in[0].buffer), weight(s.proj_weight), vbuf(s.proj_out), m_stream);
+    return;
+  }
+#endif
   void* ws = m_workspace.data();
   if (s.num_in == 1) {
     m_be->conv3d_fprop(s.conv, fbuf(s.in[0].buffer), weight(s.weight), fbuf(s.out), ws, m_stream);
@@ -693,6 +746,12 @@ void InferencePlan::run_conv(const PlanStep& s) {
 
 void InferencePlan::run_conv_transpose(const PlanStep& s) {
   prologue(s.in[0]);
+#if defined(DEX_HAVE_CUDA)
+  if (f16()) {
+    plan_cuda::conv_transpose3d_fprop_f16(s.tconv, vbuf(s.in[0].buffer), weight(s.weight), vbuf(s.out), m_stream);
+    return;
+  }
+#endif
   m_be->conv_transpose3d_fprop(s.tconv, fbuf(s.in[0].buffer), weight(s.weight), fbuf(s.out), m_stream);
 }
 
@@ -701,6 +760,13 @@ void InferencePlan::run_residual(const PlanStep& s) {
   prologue(s.in[1]);
   const PlanBuffer& b = m_schedule.buffers[s.out];
   const int64_t n = b.voxels * b.channels;
+#if defined(DEX_HAVE_CUDA)
+  if (f16()) {
+    plan_cuda::add_f16(n, vbuf(s.in[0].buffer), vbuf(s.in[1].buffer), vbuf(s.out), s.lrelu_out,
+                       m_schedule.config.block.negative_slope, m_stream);
+    return;
+  }
+#endif
   float* y = fbuf(s.out);
   m_be->add_fwd(n, fbuf(s.in[0].buffer), fbuf(s.in[1].buffer), y, m_stream);
   if (s.lrelu_out) m_be->leaky_relu_fwd(n, m_schedule.config.block.negative_slope, y, y, m_stream);
@@ -709,9 +775,16 @@ void InferencePlan::run_residual(const PlanStep& s) {
 void InferencePlan::run_head(const PlanStep& s) {
   prologue(s.in[0]);
   float* z = fbuf(s.out);
-  m_be->conv3d_fprop(s.conv, fbuf(s.in[0].buffer), weight(s.weight), z, m_workspace.data(), m_stream);
   const int64_t v = s.conv.out_voxels();
-  m_be->bias_add_fwd(v, s.conv.K, weight(s.bias), z, m_stream);
+#if defined(DEX_HAVE_CUDA)
+  if (f16()) {
+    plan_cuda::head_f16(v, s.conv.C, s.conv.K, vbuf(s.in[0].buffer), weight(s.weight), weight(s.bias), z, m_stream);
+  } else
+#endif
+  {
+    m_be->conv3d_fprop(s.conv, fbuf(s.in[0].buffer), weight(s.weight), z, m_workspace.data(), m_stream);
+    m_be->bias_add_fwd(v, s.conv.K, weight(s.bias), z, m_stream);
+  }
   m_be->softmax_fwd(v, s.conv.K, z, fbuf(s.probs), m_stream);
   m_be->argmax(v, s.conv.K, z, reinterpret_cast<uint8_t*>(m_arena.as<char>() + m_schedule.buffers[s.mask].offset),
                m_stream);

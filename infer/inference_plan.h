@@ -102,7 +102,7 @@ struct PlanMemory {
   size_t activations_no_reuse = 0;     // every buffer its own bytes (what a bump arena without reuse holds)
   size_t stats = 0;                    // all stats slots
   size_t weights = 0;                  // packed weights
-  size_t workspace = 0;                // executor scratch (CPU: im2col panels); 0 where not known
+  size_t workspace = 0;                // executor scratch: CPU im2col panels; CUDA f16 the f32 input staging
   size_t total() const { return activations + stats + weights + workspace; }
 };
 
@@ -132,8 +132,10 @@ class InferencePlan {
  public:
   // Builds the schedule, allocates the arena, stats and workspace on options.device, and packs the weights of
   // `net` (copied: later changes to net's parameters are not seen; build a new plan). Executors: CPU f32 (the
-  // CPU backend table), and CUDA f32 where dex_cuda is built (the CUDA table + infer/plan_cuda.cu, the whole
-  // forward captured once as a CUDA graph and replayed). Throws when the device has no backend (saying why).
+  // CPU backend table); where dex_cuda is built, CUDA f32 (the CUDA table + infer/plan_cuda.cu) and CUDA f16
+  // (fp16 activations and conv weights: the CUDA f16 convs, conv3d v2 mma.sync where it applies, and the f16
+  // pieces of infer/plan_cuda.cu), the whole forward captured once as a CUDA graph and replayed. Throws when the
+  // device has no backend (saying why).
   InferencePlan(const DynUNet& net, Int3 spatial, const PlanOptions& options = {});
   ~InferencePlan();
   InferencePlan(const InferencePlan&) = delete;
@@ -142,8 +144,9 @@ class InferencePlan {
   const PlanSchedule& schedule() const { return m_schedule; }
   const PlanMemory& memory() const { return m_schedule.memory; }
 
-  // The input buffer on the plan's device: NDHWC [N][D][H][W][in_channels], fp32. Write it, then run(); its
-  // bytes are reused during the run unless PlanOptions::keep_input.
+  // The input buffer on the plan's device: NDHWC [N][D][H][W][in_channels], fp32 (f16 plans: an f32 staging
+  // buffer converted at the start of each run). Write it, then run(); in f32 plans its bytes are reused during
+  // the run unless PlanOptions::keep_input.
   float* input();
   void run();
   // Copies x (host, N*D*H*W*in_channels floats) into the input buffer, then runs.
@@ -164,6 +167,8 @@ class InferencePlan {
 
  private:
   float* fbuf(int id) const;
+  void* vbuf(int id) const;
+  bool f16() const;
   void run_steps();
   void run_conv(const PlanStep& s);
   void run_conv_transpose(const PlanStep& s);

@@ -3,11 +3,18 @@
 //                            thread per output element, taps then channels in order, fp32 accumulation), the
 //                            readable oracle for a fused kernel, not a fast one.
 //   streams and graphs       the plan's stream; capture of the whole forward into one CUDA graph, replay.
+//   f16 plan pieces          (fp16 storage, fp32 arithmetic and statistics; all v1, deterministic, no atomics)
+//                            instance-norm statistics (two passes: mean, then the sum of squared deviations, fixed-
+//                            order block reductions in double), normalise (+ LeakyReLU) in place, add (+ LeakyReLU),
+//                            the head's 1x1 conv + bias into fp32 logits, and wrappers over the CUDA helper's f16
+//                            convs (conv3d v2 mma.sync where it applies, else its direct kernel).
 // Opaque void* in the declarations keep CUDA headers out of inference_plan.cpp.
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include "kernels/conv3d.h"
 #include "kernels/cuda/cuda_runtime.h"
+#include "kernels/cuda/ops_cuda.h"
 
 namespace dex {
 namespace plan_cuda {
@@ -21,8 +28,14 @@ struct TwoSourceGeom {
 
 // y[m][k] = sum over taps (kd, kh, kw) and channels c < Ca + Cb of src(m, tap)[c] * w[k][tap][c], where src is
 // `a` for c < Ca and `b` (channel c - Ca) otherwise. k is the fastest thread index (coalesced stores).
-__global__ void conv3d_two_source_kernel_v1(TwoSourceGeom g, const float* __restrict__ a, const float* __restrict__ b,
-                                            const float* __restrict__ w, float* __restrict__ y, int64_t total) {
+__device__ inline float ld(const float* p) { return *p; }
+__device__ inline float ld(const __half* p) { return __half2float(*p); }
+__device__ inline void st(float* p, float v) { *p = v; }
+__device__ inline void st(__half* p, float v) { *p = __float2half_rn(v); }
+
+template <class T>
+__global__ void conv3d_two_source_kernel_v1(TwoSourceGeom g, const T* __restrict__ a, const T* __restrict__ b,
+                                            const T* __restrict__ w, T* __restrict__ y, int64_t total) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= total) return;
   const int k = int(i % g.K);
@@ -34,7 +47,7 @@ __global__ void conv3d_two_source_kernel_v1(TwoSourceGeom g, const float* __rest
   const int od = int(m % g.OD);
   const int n = int(m / g.OD);
   const int C = g.Ca + g.Cb;
-  const float* wk = w + int64_t(k) * g.KD * g.KH * g.KW * C;
+  const T* wk = w + int64_t(k) * g.KD * g.KH * g.KW * C;
   float acc = 0.f;
   for (int kd = 0; kd < g.KD; ++kd) {
     const int id = od * g.stride[0] - g.pad[0] + kd * g.dil[0];
@@ -42,23 +55,23 @@ __global__ void conv3d_two_source_kernel_v1(TwoSourceGeom g, const float* __rest
       const int ih = oh * g.stride[1] - g.pad[1] + kh * g.dil[1];
       for (int kw = 0; kw < g.KW; ++kw) {
         const int iw = ow * g.stride[2] - g.pad[2] + kw * g.dil[2];
-        const float* wt = wk + ((int64_t(kd) * g.KH + kh) * g.KW + kw) * C;
+        const T* wt = wk + ((int64_t(kd) * g.KH + kh) * g.KW + kw) * C;
         if (id < 0 || id >= g.D || ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) continue;
         const int64_t v = ((int64_t(n) * g.D + id) * g.H + ih) * g.W + iw;
-        const float* av = a + v * g.Ca;
-        const float* bv = b + v * g.Cb;
-        for (int c = 0; c < g.Ca; ++c) acc = fmaf(av[c], wt[c], acc);
-        for (int c = 0; c < g.Cb; ++c) acc = fmaf(bv[c], wt[g.Ca + c], acc);
+        const T* av = a + v * g.Ca;
+        const T* bv = b + v * g.Cb;
+        for (int c = 0; c < g.Ca; ++c) acc = fmaf(ld(av + c), ld(wt + c), acc);
+        for (int c = 0; c < g.Cb; ++c) acc = fmaf(ld(bv + c), ld(wt + g.Ca + c), acc);
       }
     }
   }
-  y[i] = acc;
+  st(y + i, acc);
 }
 
 }  // namespace
 
-void conv3d_fprop_two_source(const Conv3dParams& p, const float* a, int Ca, const float* b, int Cb, const float* w,
-                             float* y, void* stream) {
+template <class T>
+void two_source_launch(const Conv3dParams& p, const T* a, int Ca, const T* b, int Cb, const T* w, T* y, void* stream) {
   p.validate();
   DEX_CHECK(Ca > 0 && Cb > 0 && Ca + Cb == p.C, "two-source conv: ", Ca, " + ", Cb, " channels for a conv over ", p.C);
   DEX_CHECK(a && b && w && y, "two-source conv: null pointer");
@@ -77,8 +90,152 @@ void conv3d_fprop_two_source(const Conv3dParams& p, const float* a, int Ca, cons
   const int64_t grid = (total + block - 1) / block;
   DEX_CHECK(grid < (int64_t(1) << 31), "two-source conv: ", total, " outputs exceed one grid");
   cudaStream_t s = static_cast<cudaStream_t>(stream);
-  conv3d_two_source_kernel_v1<<<unsigned(grid), block, 0, s>>>(g, a, b, w, y, total);
+  conv3d_two_source_kernel_v1<T><<<unsigned(grid), block, 0, s>>>(g, a, b, w, y, total);
   DEX_LAUNCH_CHECK("conv3d_two_source_kernel_v1", s);
+}
+
+void conv3d_fprop_two_source(const Conv3dParams& p, const float* a, int Ca, const float* b, int Cb, const float* w,
+                             float* y, void* stream) {
+  two_source_launch<float>(p, a, Ca, b, Cb, w, y, stream);
+}
+
+void conv3d_fprop_two_source_f16(const Conv3dParams& p, const void* a, int Ca, const void* b, int Cb, const void* w,
+                                 void* y, void* stream) {
+  two_source_launch<__half>(p, static_cast<const __half*>(a), Ca, static_cast<const __half*>(b), Cb,
+                            static_cast<const __half*>(w), static_cast<__half*>(y), stream);
+}
+
+// ---- f16 plan pieces -------------------------------------------------------------------------------------
+namespace {
+
+constexpr int kStatX = 32, kStatY = 16;  // channels x voxel lanes per block
+
+// Block (c-chunk, n): lane (tx, ty) walks voxels ty, ty + kStatY, ... of channel c0 + tx; the kStatY partials are
+// added in lane order. Pass 1 sums x, pass 2 sums (x - mean)^2 (doubles: 2M fp32-converted values per channel).
+__global__ void instance_norm_stats_f16_kernel(int C, int64_t S, float eps, const __half* __restrict__ x,
+                                               float* __restrict__ mean, float* __restrict__ rstd) {
+  __shared__ double part[kStatY][kStatX];
+  __shared__ double mu_s[kStatX];
+  const int c = blockIdx.x * kStatX + threadIdx.x;
+  const int n = blockIdx.y;
+  const __half* xn = x + int64_t(n) * S * C;
+  double sum = 0;
+  if (c < C)
+    for (int64_t s = threadIdx.y; s < S; s += kStatY) sum += double(__half2float(xn[s * C + c]));
+  part[threadIdx.y][threadIdx.x] = sum;
+  __syncthreads();
+  if (threadIdx.y == 0) {
+    double t = 0;
+    for (int j = 0; j < kStatY; ++j) t += part[j][threadIdx.x];
+    mu_s[threadIdx.x] = t / double(S);
+  }
+  __syncthreads();
+  const double mu = mu_s[threadIdx.x];
+  double sq = 0;
+  if (c < C)
+    for (int64_t s = threadIdx.y; s < S; s += kStatY) {
+      const double d = double(__half2float(xn[s * C + c])) - mu;
+      sq += d * d;
+    }
+  __syncthreads();
+  part[threadIdx.y][threadIdx.x] = sq;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < C) {
+    double t = 0;
+    for (int j = 0; j < kStatY; ++j) t += part[j][threadIdx.x];
+    mean[n * C + c] = float(mu);
+    rstd[n * C + c] = float(1.0 / sqrt(t / double(S) + double(eps)));
+  }
+}
+
+// y = ((x - mean) * rstd) [* gamma + beta] [then LeakyReLU], in place, fp32 arithmetic.
+__global__ void normalise_f16_kernel(int C, int64_t S, int64_t total, __half* __restrict__ x,
+                                     const float* __restrict__ mean, const float* __restrict__ rstd,
+                                     const float* __restrict__ gamma, const float* __restrict__ beta, int lrelu,
+                                     float slope) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= total) return;
+  const int c = int(i % C);
+  const int n = int(i / (S * C));
+  float v = (__half2float(x[i]) - mean[n * C + c]) * rstd[n * C + c];
+  if (gamma) v = v * gamma[c] + beta[c];
+  if (lrelu) v = v > 0.f ? v : v * slope;
+  x[i] = __float2half_rn(v);
+}
+
+__global__ void add_f16_kernel(int64_t n, const __half* __restrict__ a, const __half* __restrict__ b,
+                               __half* __restrict__ y, int lrelu, float slope) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  float v = __half2float(a[i]) + __half2float(b[i]);
+  if (lrelu) v = v > 0.f ? v : v * slope;
+  y[i] = __float2half_rn(v);
+}
+
+// logits[v][k] = bias[k] + sum_c x[v][c] * w[k][c]  (fp16 in, fp32 weights, accumulation and logits)
+__global__ void head_f16_kernel(int64_t voxels, int C, int K, const __half* __restrict__ x, const float* __restrict__ w,
+                                const float* __restrict__ bias, float* __restrict__ z) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= voxels * K) return;
+  const int k = int(i % K);
+  const int64_t v = i / K;
+  const __half* xv = x + v * C;
+  const float* wk = w + int64_t(k) * C;
+  float acc = 0.f;
+  for (int c = 0; c < C; ++c) acc = fmaf(__half2float(xv[c]), wk[c], acc);
+  z[i] = acc + bias[k];
+}
+
+unsigned blocks_for(int64_t n, int block) {
+  const int64_t g = (n + block - 1) / block;
+  DEX_CHECK(g < (int64_t(1) << 31), "plan f16 kernel: ", n, " elements exceed one grid");
+  return unsigned(g);
+}
+
+}  // namespace
+
+void instance_norm_stats_f16(int N, int C, int64_t S, float eps, const void* x, float* mean, float* rstd,
+                             void* stream) {
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  dim3 grid((C + kStatX - 1) / kStatX, N), block(kStatX, kStatY);
+  instance_norm_stats_f16_kernel<<<grid, block, 0, s>>>(C, S, eps, static_cast<const __half*>(x), mean, rstd);
+  DEX_LAUNCH_CHECK("instance_norm_stats_f16_kernel", s);
+}
+
+void normalise_f16(int N, int C, int64_t S, void* x, const float* mean, const float* rstd, const float* gamma,
+                   const float* beta, bool lrelu, float slope, void* stream) {
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  const int64_t total = int64_t(N) * S * C;
+  normalise_f16_kernel<<<blocks_for(total, 256), 256, 0, s>>>(C, S, total, static_cast<__half*>(x), mean, rstd, gamma,
+                                                              beta, lrelu ? 1 : 0, slope);
+  DEX_LAUNCH_CHECK("normalise_f16_kernel", s);
+}
+
+void add_f16(int64_t n, const void* a, const void* b, void* y, bool lrelu, float slope, void* stream) {
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  add_f16_kernel<<<blocks_for(n, 256), 256, 0, s>>>(n, static_cast<const __half*>(a), static_cast<const __half*>(b),
+                                                    static_cast<__half*>(y), lrelu ? 1 : 0, slope);
+  DEX_LAUNCH_CHECK("add_f16_kernel", s);
+}
+
+void head_f16(int64_t voxels, int C, int K, const void* x, const float* w, const float* bias, float* logits,
+              void* stream) {
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  head_f16_kernel<<<blocks_for(voxels * K, 256), 256, 0, s>>>(voxels, C, K, static_cast<const __half*>(x), w, bias,
+                                                              logits);
+  DEX_LAUNCH_CHECK("head_f16_kernel", s);
+}
+
+void convert_to_f16(int64_t n, const float* src, void* dst, void* stream) {
+  convert_f32_to_f16_cuda(n, src, static_cast<uint16_t*>(dst), static_cast<cudaStream_t>(stream));
+}
+
+void conv3d_fprop_f16(const Conv3dParams& p, const void* x, const void* w, void* y, void* stream) {
+  conv3d_fprop_cuda(p, DType::F16, x, w, y, ConvVariant::Best, static_cast<cudaStream_t>(stream));
+}
+
+void conv_transpose3d_fprop_f16(const ConvTranspose3dParams& p, const void* x, const void* w, void* y, void* stream) {
+  conv_transpose3d_fprop_cuda(p, DType::F16, x, w, y, ConvVariant::Best, static_cast<cudaStream_t>(stream));
 }
 
 void* stream_create() {

@@ -1,6 +1,7 @@
 // InferencePlan: the schedule's structure (fusions, liveness, static offsets, memory) and the CPU executor
 // against DynUNet::forward (the tape, no-grad). The executor calls the tape's own kernels in the tape's order
-// (concat-free conv: the same im2col panel, the same sgemm), so the logits are compared bit for bit.
+// (concat-free conv: the same im2col panel, the same sgemm chunks): the logits agree bit for bit in practice (printed)
+// and are held to the fp32 summation-order tolerance.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -59,7 +60,33 @@ size_t first_difference(const float* a, const float* b, size_t n) {
   return n;
 }
 
-// Runs the plan and the tape on the same seeded input and checks logits (bitwise), probabilities, mask.
+constexpr double kU32 = 5.96e-8;
+
+// Logits of the plan against the tape's. The executor runs the tape's own kernels in the tape's order except the
+// concat-free decoder conv1, whose sgemm calls match the tape's only while both use the same chunking of output
+// voxels (kernels/cpu/conv3d.cpp): the bits agree in practice (printed), and the test holds them to the fp32
+// summation-order tolerance of tests/layers/test_dynunet_parity.cpp (STYLE.md §2): rtol = 4 * sqrt(K) * u * 10,
+// K the longest decoder conv1 reduction, atol = rtol * rms(ref). Wrong schedules miss it by orders of magnitude.
+void expect_logits_close(const std::vector<float>& ref, const float* got, double rtol, const char* what) {
+  double rms = 0;
+  for (float r : ref) rms += double(r) * r;
+  rms = std::sqrt(rms / double(ref.size()));
+  double worst = 0;
+  size_t worst_i = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const double ratio = std::abs(double(got[i]) - ref[i]) / (rtol * rms + rtol * std::abs(double(ref[i])));
+    if (!(ratio <= worst)) {
+      worst = ratio;
+      worst_i = i;
+    }
+  }
+  const bool bitwise = first_difference(ref.data(), got, ref.size()) == ref.size();
+  std::printf("[ %-9s] plan vs tape logits: %s, worst at %.2g%% of the tolerance (rtol %.2g)\n", what,
+              bitwise ? "bitwise equal" : "not bitwise equal", 100 * worst, rtol);
+  EXPECT_LE(worst, 1.0) << "logit " << worst_i << ": tape " << ref[worst_i] << " plan " << got[worst_i];
+}
+
+// Runs the plan and the tape on the same seeded input and checks logits, probabilities, mask.
 void expect_plan_equals_tape(const DynUNet& net, int N, Int3 sp, uint64_t seed, bool poison) {
   PlanOptions o;
   o.batch = N;
@@ -71,12 +98,19 @@ void expect_plan_equals_tape(const DynUNet& net, int N, Int3 sp, uint64_t seed, 
   plan.run(x.data());
   const int C = net.config().out_channels;
   ASSERT_EQ(plan.output_voxels() * C, int64_t(ref.size()));
-  const size_t bad = first_difference(ref.data(), plan.logits(), ref.size());
-  EXPECT_EQ(bad, ref.size()) << "first differing logit " << bad << ": tape " << ref[bad] << " plan "
-                             << plan.logits()[bad];
-  // Head: argmax of the tape's logits, and softmax rows that sum to 1 and order as the logits do.
-  std::vector<uint8_t> want = argmax_of(ref, C);
+  int widest = 0;  // the longest decoder conv1 reduction: 27 * (C_up + C_skip)
+  for (const PlanStep& st : plan.schedule().steps)
+    if (st.num_in == 2) widest = std::max<int>(widest, int(st.conv.taps()) * st.conv.C);
+  expect_logits_close(ref, plan.logits(), 4 * std::sqrt(double(widest)) * kU32 * 10, poison ? "poisoned" : "plain");
+  // Head: argmax of its own logits (ties to the lowest channel), and softmax rows that sum to 1 and order as the
+  // logits do.
+  std::vector<uint8_t> want = argmax_of(std::vector<float>(plan.logits(), plan.logits() + ref.size()), C);
   EXPECT_EQ(0, std::memcmp(want.data(), plan.mask(), want.size()));
+  // ... and the tape's argmax wherever the tape's logits are not within the tolerance of a tie.
+  std::vector<uint8_t> tape_mask = argmax_of(ref, C);
+  int64_t flips = 0;
+  for (size_t v = 0; v < want.size(); ++v) flips += tape_mask[v] != want[v];
+  EXPECT_LE(flips, int64_t(want.size()) / 1000) << flips << " voxels' argmax differ from the tape's";
   for (int64_t v = 0; v < plan.output_voxels(); ++v) {
     double sum = 0;
     for (int c = 0; c < C; ++c) sum += plan.probabilities()[v * C + c];
@@ -194,7 +228,7 @@ TEST(InferencePlan, MemoryAt128IsStatedAndFp16FitsUnder1GB) {
   EXPECT_LT(b.memory.weights, a.memory.weights * 0.51);
 }
 
-TEST(InferencePlan, TinyEqualsTapeForwardBitwise) {
+TEST(InferencePlan, TinyEqualsTapeForward) {
   DynUNet net(tiny_config());
   net.init(11);
   expect_plan_equals_tape(net, 1, {16, 16, 12}, 5, false);
@@ -269,10 +303,10 @@ TEST(InferencePlan, RejectsBadSizesAndUnsupportedExecutors) {
   o.precision = DType::F16;
   EXPECT_NO_THROW(build_plan_schedule(tiny_config(), {16, 16, 8}, o));
   try {
-    InferencePlan p(net, {16, 16, 8}, o);
+    InferencePlan p(net, {16, 16, 8}, o);  // f16 on the CPU
     ADD_FAILURE() << "no error";
   } catch (const InputError& e) {
-    EXPECT_NE(std::string(e.what()).find("f32"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("the CPU executor runs f32"), std::string::npos) << e.what();
   }
   o = PlanOptions();
   o.device = Device::CUDA;
@@ -321,6 +355,56 @@ void expect_cuda_plan_matches_cpu(const DynUNet& net, int N, Int3 sp, uint64_t s
   gpu.run(x.data());
   std::vector<float> again = gpu.logits_host();
   EXPECT_EQ(0, std::memcmp(got.data(), again.data(), got.size() * sizeof(float)));
+}
+
+// The CUDA f16 plan against the CPU f32 plan: relative L2 error of the logits. Derived as above with fp16 storage:
+// each conv sees inputs and weights rounded to fp16 (2 x u16, u16 = 2^-11), a random walk over the longest path's
+// L layers, instance norm up to ~10x: rtol = sqrt(2 L) * u16 * 10. The mask is piecewise constant: at most 1% of
+// voxels may flip (STYLE.md §2), and the graph replays bit for bit.
+void expect_cuda_f16_plan_close(const DynUNet& net, int N, Int3 sp, uint64_t seed, double rtol) {
+  PlanOptions cpu_o, f16_o;
+  cpu_o.batch = f16_o.batch = N;
+  f16_o.device = Device::CUDA;
+  f16_o.precision = DType::F16;
+  InferencePlan cpu(net, sp, cpu_o), gpu(net, sp, f16_o);
+  const int64_t nin = int64_t(N) * sp[0] * sp[1] * sp[2] * net.config().in_channels;
+  std::vector<float> x = random_vector(nin, seed, 0.f, 1.f);
+  cpu.run(x.data());
+  gpu.poison_arena();
+  gpu.run(x.data());
+  std::vector<float> ref(cpu.logits(), cpu.logits() + cpu.output_voxels() * 2), got = gpu.logits_host();
+  double err = 0, nrm = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    err += (double(got[i]) - ref[i]) * (double(got[i]) - ref[i]);
+    nrm += double(ref[i]) * ref[i];
+  }
+  const double rel = std::sqrt(err / nrm);
+  std::vector<uint8_t> mask = gpu.mask_host();
+  int64_t flips = 0;
+  for (int64_t v = 0; v < cpu.output_voxels(); ++v) flips += mask[v] != cpu.mask()[v];
+  std::printf("[ cuda f16  ] logits relative L2 error %.3g (%.0f%% of %.3g), mask flips %lld of %lld\n", rel,
+              100 * rel / rtol, rtol, (long long)flips, (long long)cpu.output_voxels());
+  EXPECT_LE(rel, rtol);
+  EXPECT_LE(double(flips), 0.01 * double(cpu.output_voxels()));
+  gpu.run(x.data());
+  std::vector<float> again = gpu.logits_host();
+  EXPECT_EQ(0, std::memcmp(got.data(), again.data(), got.size() * sizeof(float)));
+}
+
+TEST(InferencePlan, CudaF16GraphPlanIsCloseToCpuPlan) {
+  std::string why;
+  if (!backend_available(Device::CUDA, &why)) GTEST_SKIP() << "no CUDA device: " << why;
+  constexpr double u16 = 4.88e-4;
+  {
+    DynUNet net(tiny_config());
+    net.init(41);
+    expect_cuda_f16_plan_close(net, 2, {16, 16, 12}, 42, std::sqrt(2.0 * 13) * u16 * 10);  // 13 layers deep
+  }
+  {
+    DynUNet net;
+    net.init(43);
+    expect_cuda_f16_plan_close(net, 1, {32, 32, 32}, 44, std::sqrt(2.0 * 28) * u16 * 10);  // 28 layers deep
+  }
 }
 
 TEST(InferencePlan, CudaGraphPlanMatchesCpuPlan) {
