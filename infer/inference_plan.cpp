@@ -66,6 +66,24 @@ size_t two_source_workspace_bytes(const Conv3dParams& p) {
          sizeof(float);
 }
 
+// CUDA f16 statistics: voxels split into this many contiguous ranges per (sample, channel), one block each, whose
+// (count, mean, M2) partials (3 doubles) are combined in order. The workspace holds them after the f32 input staging.
+int stats_parts(int64_t S) { return int(std::min<int64_t>(256, (S + 4095) / 4096)); }
+size_t f16_partials_offset(const PlanSchedule& s) {
+  return align_up(size_t(s.buffers[s.input].voxels) * s.config.in_channels * sizeof(float));
+}
+size_t f16_partials_bytes(const PlanSchedule& s) {
+  size_t b = 0;
+  for (const PlanStep& st : s.steps)
+    for (int i = 0; i < st.num_in; ++i)
+      if (st.in[i].norm >= 0) {
+        const PlanBuffer& buf = s.buffers[st.in[i].buffer];
+        const int64_t S = buf.voxels / s.options.batch;
+        b = std::max(b, size_t(buf.voxels / S) * buf.channels * size_t(stats_parts(S)) * 3 * sizeof(double));
+      }
+  return align_up(b);
+}
+
 class BlasSingleThread {
  public:
   BlasSingleThread() : m_saved(openblas_get_num_threads()) { openblas_set_num_threads(1); }
@@ -455,8 +473,8 @@ PlanSchedule build_plan_schedule(const DynUNetConfig& config, Int3 spatial, cons
   s.memory.stats = 0;
   for (const PlanStats& ps : s.stats) s.memory.stats += 2 * align_up(size_t(options.batch) * ps.channels * 4);
   s.memory.workspace = 0;
-  if (options.precision == DType::F16)  // the f32 input staging the executor converts from
-    s.memory.workspace = align_up(size_t(s.buffers[s.input].voxels) * config.in_channels * sizeof(float));
+  if (options.precision == DType::F16)  // the f32 input staging the executor converts from + stats partials
+    s.memory.workspace = f16_partials_offset(s) + f16_partials_bytes(s);
   if (options.device == Device::CPU)
     for (const PlanStep& p : s.steps) {
       if (p.kind == PlanStepKind::Conv && p.num_in == 2)
@@ -520,8 +538,8 @@ void graph_destroy(void* graph) noexcept;
 // f16 plans: fp16 activations and conv weights (void*), fp32 statistics, head weights and logits
 void conv3d_fprop_two_source_f16(const Conv3dParams& p, const void* a, int Ca, const void* b, int Cb, const void* w,
                                  void* y, void* stream);
-void instance_norm_stats_f16(int N, int C, int64_t S, float eps, const void* x, float* mean, float* rstd,
-                             void* stream);
+void instance_norm_stats_f16(int N, int C, int64_t S, float eps, const void* x, float* mean, float* rstd, int P,
+                             void* partials, void* stream);
 void normalise_f16(int N, int C, int64_t S, void* x, const float* mean, const float* rstd, const float* gamma,
                    const float* beta, bool lrelu, float slope, void* stream);
 void add_f16(int64_t n, const void* a, const void* b, void* y, bool lrelu, float slope, void* stream);
@@ -697,7 +715,8 @@ void InferencePlan::prologue(const PlanOperand& op) {
   float* rstd = mean + align_up(size_t(N) * st.channels * 4) / sizeof(float);
 #if defined(DEX_HAVE_CUDA)
   if (f16()) {  // statistics (the conv epilogue's job in a fused kernel), then normalise (+ LeakyReLU) in place
-    plan_cuda::instance_norm_stats_f16(N, p.C, p.S, p.eps, vbuf(op.buffer), mean, rstd, m_stream);
+    plan_cuda::instance_norm_stats_f16(N, p.C, p.S, p.eps, vbuf(op.buffer), mean, rstd, stats_parts(p.S),
+                                       m_workspace.as<char>() + f16_partials_offset(m_schedule), m_stream);
     plan_cuda::normalise_f16(N, p.C, p.S, vbuf(op.buffer), mean, rstd, p.affine ? weight(st.gamma) : nullptr,
                              p.affine ? weight(st.beta) : nullptr, op.lrelu, m_schedule.config.block.negative_slope,
                              m_stream);

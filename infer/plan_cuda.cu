@@ -4,8 +4,9 @@
 //                            readable oracle for a fused kernel, not a fast one.
 //   streams and graphs       the plan's stream; capture of the whole forward into one CUDA graph, replay.
 //   f16 plan pieces          (fp16 storage, fp32 arithmetic and statistics; all v1, deterministic, no atomics)
-//                            instance-norm statistics (two passes: mean, then the sum of squared deviations, fixed-
-//                            order block reductions in double), normalise (+ LeakyReLU) in place, add (+ LeakyReLU),
+//                            instance-norm statistics (per block of voxels two passes, mean then the sum of squared
+//                            deviations, in double; the blocks' partials combined in order with Chan's formula),
+//                            normalise (+ LeakyReLU) in place, add (+ LeakyReLU),
 //                            the head's 1x1 conv + bias into fp32 logits, and wrappers over the CUDA helper's f16
 //                            convs (conv3d v2 mma.sync where it applies, else its direct kernel).
 // Opaque void* in the declarations keep CUDA headers out of inference_plan.cpp.
@@ -110,42 +111,64 @@ namespace {
 
 constexpr int kStatX = 32, kStatY = 16;  // channels x voxel lanes per block
 
-// Block (c-chunk, n): lane (tx, ty) walks voxels ty, ty + kStatY, ... of channel c0 + tx; the kStatY partials are
-// added in lane order. Pass 1 sums x, pass 2 sums (x - mean)^2 (doubles: 2M fp32-converted values per channel).
-__global__ void instance_norm_stats_f16_kernel(int C, int64_t S, float eps, const __half* __restrict__ x,
-                                               float* __restrict__ mean, float* __restrict__ rstd) {
-  __shared__ double part[kStatY][kStatX];
+// Pass 1, block (c-chunk, n, part): voxels [s0, s1) of part `part` (P contiguous ranges); lane (tx, ty) walks
+// s0 + ty, s0 + ty + kStatY, ... of channel c0 + tx. Two passes over the range (mean, then the sum of squared
+// deviations, doubles), lanes added in order; writes (count, mean, M2) to partial[((n * C + c) * P + part) * 3].
+__global__ void instance_norm_partials_f16_kernel(int C, int64_t S, int P, const __half* __restrict__ x,
+                                                  double* __restrict__ partial) {
+  __shared__ double red[kStatY][kStatX];
   __shared__ double mu_s[kStatX];
   const int c = blockIdx.x * kStatX + threadIdx.x;
-  const int n = blockIdx.y;
+  const int n = blockIdx.y, part = blockIdx.z;
+  const int64_t s0 = S * part / P, s1 = S * (part + 1) / P;
   const __half* xn = x + int64_t(n) * S * C;
   double sum = 0;
   if (c < C)
-    for (int64_t s = threadIdx.y; s < S; s += kStatY) sum += double(__half2float(xn[s * C + c]));
-  part[threadIdx.y][threadIdx.x] = sum;
+    for (int64_t s = s0 + threadIdx.y; s < s1; s += kStatY) sum += double(__half2float(xn[s * C + c]));
+  red[threadIdx.y][threadIdx.x] = sum;
   __syncthreads();
   if (threadIdx.y == 0) {
     double t = 0;
-    for (int j = 0; j < kStatY; ++j) t += part[j][threadIdx.x];
-    mu_s[threadIdx.x] = t / double(S);
+    for (int j = 0; j < kStatY; ++j) t += red[j][threadIdx.x];
+    mu_s[threadIdx.x] = s1 > s0 ? t / double(s1 - s0) : 0.0;
   }
   __syncthreads();
   const double mu = mu_s[threadIdx.x];
   double sq = 0;
   if (c < C)
-    for (int64_t s = threadIdx.y; s < S; s += kStatY) {
+    for (int64_t s = s0 + threadIdx.y; s < s1; s += kStatY) {
       const double d = double(__half2float(xn[s * C + c])) - mu;
       sq += d * d;
     }
-  __syncthreads();
-  part[threadIdx.y][threadIdx.x] = sq;
+  red[threadIdx.y][threadIdx.x] = sq;  // every lane read red before the second barrier above
   __syncthreads();
   if (threadIdx.y == 0 && c < C) {
     double t = 0;
-    for (int j = 0; j < kStatY; ++j) t += part[j][threadIdx.x];
-    mean[n * C + c] = float(mu);
-    rstd[n * C + c] = float(1.0 / sqrt(t / double(S) + double(eps)));
+    for (int j = 0; j < kStatY; ++j) t += red[j][threadIdx.x];
+    double* o = partial + ((int64_t(n) * C + c) * P + part) * 3;
+    o[0] = double(s1 - s0);
+    o[1] = mu;
+    o[2] = t;
   }
+}
+
+// Pass 2, one thread per (n, c): Chan's combination of the P partials in part order (KERNELS.md §5.1).
+__global__ void instance_norm_combine_kernel(int NC, int P, float eps, const double* __restrict__ partial,
+                                             float* __restrict__ mean, float* __restrict__ rstd) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= NC) return;
+  const double* q = partial + int64_t(i) * P * 3;
+  double n = 0, mu = 0, m2 = 0;
+  for (int p = 0; p < P; ++p) {
+    const double nb = q[3 * p], mb = q[3 * p + 1], m2b = q[3 * p + 2];
+    if (nb == 0) continue;
+    const double tot = n + nb, d = mb - mu;
+    mu += d * nb / tot;
+    m2 += m2b + d * d * n * nb / tot;
+    n = tot;
+  }
+  mean[i] = float(mu);
+  rstd[i] = float(1.0 / sqrt(m2 / n + double(eps)));
 }
 
 // y = ((x - mean) * rstd) [* gamma + beta] [then LeakyReLU], in place, fp32 arithmetic.
@@ -194,12 +217,16 @@ unsigned blocks_for(int64_t n, int block) {
 
 }  // namespace
 
-void instance_norm_stats_f16(int N, int C, int64_t S, float eps, const void* x, float* mean, float* rstd,
-                             void* stream) {
+void instance_norm_stats_f16(int N, int C, int64_t S, float eps, const void* x, float* mean, float* rstd, int P,
+                             void* partials, void* stream) {
+  DEX_CHECK(P >= 1 && P <= 65535, "instance_norm_stats_f16: ", P, " partial ranges per channel");
   cudaStream_t s = static_cast<cudaStream_t>(stream);
-  dim3 grid((C + kStatX - 1) / kStatX, N), block(kStatX, kStatY);
-  instance_norm_stats_f16_kernel<<<grid, block, 0, s>>>(C, S, eps, static_cast<const __half*>(x), mean, rstd);
-  DEX_LAUNCH_CHECK("instance_norm_stats_f16_kernel", s);
+  dim3 grid((C + kStatX - 1) / kStatX, N, P), block(kStatX, kStatY);
+  double* part = static_cast<double*>(partials);
+  instance_norm_partials_f16_kernel<<<grid, block, 0, s>>>(C, S, P, static_cast<const __half*>(x), part);
+  DEX_LAUNCH_CHECK("instance_norm_partials_f16_kernel", s);
+  instance_norm_combine_kernel<<<blocks_for(int64_t(N) * C, 128), 128, 0, s>>>(N * C, P, eps, part, mean, rstd);
+  DEX_LAUNCH_CHECK("instance_norm_combine_kernel", s);
 }
 
 void normalise_f16(int N, int C, int64_t S, void* x, const float* mean, const float* rstd, const float* gamma,
