@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <sstream>
@@ -410,7 +411,11 @@ void assign_offsets(PlanSchedule& s) {
   }
 }
 
-std::string mib(size_t bytes) { return str(std::fixed, double(bytes) / double(1 << 20), " MiB"); }
+std::string mib(size_t bytes) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.1f MiB", double(bytes) / double(1 << 20));
+  return b;
+}
 
 }  // namespace
 
