@@ -13,6 +13,11 @@
 //   - Residual steps materialise lrelu(norm2(h) + norm3(r)) in place of h (it feeds the next block and a skip).
 //   - The head normalises + LeakyReLU's its input, applies the 1x1 conv + bias, then softmax and argmax.
 //
+// Memory of the bundle's network at 1x3x128^3 (build_plan_schedule; dex-plan-bench prints it): activations f32
+// 768 MiB = 3 x 256 MiB, the lower bound (input_block's conv1, projection and conv2 outputs; upsamples.4's
+// transposed conv, skip and conv1 outputs), 2102 MiB without reuse; f16 384 MiB. With the packed weights (118 / 59
+// MiB), stats (40 KiB) and workspace: 938 MiB f32 on the CPU, 456 MiB f16 on CUDA. The tape's arena peaks at 3.03 GiB.
+//
 // The CPU executor (fp32, the CPU backend table) runs each prologue as a separate in-place instance_norm_fwd
 // (+ leaky_relu) pass right before the consumer, which also produces the epilogue's statistics: those are the
 // exact kernels, in the exact order, that the tape forward uses, so its logits equal DynUNet::forward's bit for
