@@ -36,6 +36,7 @@ const char* kUsage = R"(dex-bench: model computation and end-to-end timings (med
   --model       a model file; default: the bundle's network with seeded random weights (written to a temp file)
   --image       a CT for the end-to-end rows (default: the real case in ../shared, when present)
   --phantom512  also time a 512x512x100 phantom end to end
+  --save-model  keep the seeded random model at this path (for dex-infer --timing runs)
 )";
 
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
@@ -74,7 +75,7 @@ Volume phantom_512x512x100(NiftiMeta* meta) {
 }
 
 int run(int argc, char** argv) {
-  ParsedArgs a = parse_args(argc, argv, {"device", "runs", "model", "image", "size", "what", "out"},
+  ParsedArgs a = parse_args(argc, argv, {"device", "runs", "model", "image", "size", "what", "out", "save_model"},
                             {"help", "phantom512"});
   if (a.has("help")) {
     std::cout << kUsage;
@@ -170,8 +171,17 @@ int run(int argc, char** argv) {
       }
     }
   }
-  if (!tmp_model.empty()) fs::remove(tmp_model);
-  if (!p512.empty()) fs::remove(p512);
+  if (!tmp_model.empty()) {
+    if (a.has("save_model"))
+      fs::copy_file(tmp_model, a.get("save_model"), fs::copy_options::overwrite_existing);
+    fs::remove(tmp_model);
+  }
+  if (!p512.empty()) {
+    if (a.has("save_model"))  // keep the phantom beside the model for file-to-file runs
+      fs::copy_file(p512, fs::path(a.get("save_model")).parent_path() / "phantom_512x512x100.nii.gz",
+                    fs::copy_options::overwrite_existing);
+    fs::remove(p512);
+  }
   if (a.has("out")) {
     std::ofstream f(a.get("out"));
     f << out.dump(2) << "\n";
