@@ -203,6 +203,17 @@ TEST(Conv3dV2Layout, SwizzleIsABijectionAndConflictFree) {
       }
 }
 
+// Readable ctest names: N2C32K64D8H8W6k3s221.
+std::string conv_case_name(const ::testing::TestParamInfo<Conv3dParams>& info) {
+  const Conv3dParams& p = info.param;
+  return str("N", p.N, "C", p.C, "K", p.K, "D", p.D, "H", p.H, "W", p.W, "k", p.KD, "s", p.stride[0], p.stride[1],
+             p.stride[2]);
+}
+std::string convt_case_name(const ::testing::TestParamInfo<ConvTranspose3dParams>& info) {
+  const ConvTranspose3dParams& p = info.param;
+  return str("N", p.N, "C", p.C, "K", p.K, "D", p.D, "H", p.H, "W", p.W, "k", p.KD, p.KH, p.KW);
+}
+
 class Conv3dV2Emulation : public ::testing::TestWithParam<Conv3dParams> {};
 
 TEST_P(Conv3dV2Emulation, MatchesReferenceExactly) {
@@ -228,7 +239,7 @@ INSTANTIATE_TEST_SUITE_P(Shapes, Conv3dV2Emulation,
                                            shape(1, 64, 64, 9, 7, 6, 3, 2, 2, 2),   // BN 64, stride 2
                                            shape(2, 32, 64, 8, 8, 6, 3, 2, 2, 1),   // (2,2,1), two samples
                                            shape(1, 32, 96, 7, 6, 5, 1, 1, 1, 1),   // 1x1x1, BN 32 x 3
-                                           shape(1, 64, 32, 6, 8, 7, 1, 2, 2, 2))); // 1x1x1 stride 2
+                                           shape(1, 64, 32, 6, 8, 7, 1, 2, 2, 2)), conv_case_name); // 1x1x1 stride 2
 
 }  // namespace
 }  // namespace dex
@@ -266,7 +277,7 @@ TEST_P(ConvTranspose3dV2Emulation, MatchesReferenceExactly) {
 INSTANTIATE_TEST_SUITE_P(Shapes, ConvTranspose3dV2Emulation,
                          ::testing::Values(tshape(1, 64, 32, 5, 3, 7, 2),    // N = 256 (BN 64), M = 105
                                            tshape(2, 32, 16, 3, 4, 5, 1),    // (2,2,1): N = 64
-                                           tshape(1, 32, 12, 4, 3, 5, 2)));  // N = 96: BN 32 x 3
+                                           tshape(1, 32, 12, 4, 3, 5, 2)), convt_case_name);  // N = 96: BN 32 x 3
 
 }  // namespace
 }  // namespace dex
