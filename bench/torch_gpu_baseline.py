@@ -27,134 +27,18 @@ import sys
 import time
 
 import torch
-import torch.nn as nn
 
 
-# ---- MONAI's DynUNet (scripts/gen_fixtures_dynunet.py, without the fixture code) --------------------------------
-def get_padding(k, s):
-    return tuple(int((kk - ss + 1) / 2) for kk, ss in zip(k, s))
+import os  # noqa: E402
 
-
-class Convolution(nn.Module):
-    def __init__(self, cin, cout, k, s, bias=False, transposed=False):
-        super().__init__()
-        if transposed:
-            self.conv = nn.ConvTranspose3d(cin, cout, k, s, padding=get_padding(k, s), output_padding=0, bias=bias)
-        else:
-            self.conv = nn.Conv3d(cin, cout, k, s, padding=get_padding(k, s), bias=bias)
-
-    def forward(self, x):
-        return self.conv(x)
-
-
-def norm(c):
-    return nn.InstanceNorm3d(c, affine=False, track_running_stats=False, eps=1e-5)
-
-
-class UnetResBlock(nn.Module):
-    def __init__(self, cin, cout, k, s):
-        super().__init__()
-        self.conv1 = Convolution(cin, cout, k, s)
-        self.conv2 = Convolution(cout, cout, k, (1, 1, 1))
-        self.lrelu = nn.LeakyReLU(0.01)
-        self.norm1 = norm(cout)
-        self.norm2 = norm(cout)
-        self.downsample = cin != cout or any(x != 1 for x in s)
-        if self.downsample:
-            self.conv3 = Convolution(cin, cout, (1, 1, 1), s)
-            self.norm3 = norm(cout)
-
-    def forward(self, x):
-        out = self.lrelu(self.norm1(self.conv1(x)))
-        out = self.norm2(self.conv2(out))
-        res = self.norm3(self.conv3(x)) if self.downsample else x
-        return self.lrelu(out + res)
-
-
-class UnetBasicBlock(nn.Module):
-    def __init__(self, cin, cout, k, s):
-        super().__init__()
-        self.conv1 = Convolution(cin, cout, k, s)
-        self.conv2 = Convolution(cout, cout, k, (1, 1, 1))
-        self.lrelu = nn.LeakyReLU(0.01)
-        self.norm1 = norm(cout)
-        self.norm2 = norm(cout)
-
-    def forward(self, x):
-        out = self.lrelu(self.norm1(self.conv1(x)))
-        return self.lrelu(self.norm2(self.conv2(out)))
-
-
-class UnetUpBlock(nn.Module):
-    def __init__(self, cin, cout, k, up_k):
-        super().__init__()
-        self.transp_conv = Convolution(cin, cout, up_k, up_k, transposed=True)
-        self.conv_block = UnetBasicBlock(cout + cout, cout, k, (1, 1, 1))
-
-    def forward(self, x, skip):
-        out = self.transp_conv(x)
-        return self.conv_block(torch.cat((out, skip), dim=1))
-
-
-class UnetOutBlock(nn.Module):
-    def __init__(self, cin, cout):
-        super().__init__()
-        self.conv = Convolution(cin, cout, (1, 1, 1), (1, 1, 1), bias=True)
-
-    def forward(self, x):
-        return self.conv(x)
-
-
-class DynUNetSkipLayer(nn.Module):
-    def __init__(self, downsample, upsample, next_layer):
-        super().__init__()
-        self.downsample = downsample
-        self.next_layer = next_layer
-        self.upsample = upsample
-
-    def forward(self, x):
-        d = self.downsample(x)
-        return self.upsample(self.next_layer(d), d)
-
-
-def t3(v):
-    return tuple(v) if isinstance(v, (list, tuple)) else (v, v, v)
-
-
-class DynUNet(nn.Module):
-    def __init__(self, cin, cout, kernels, strides, up_kernels, filters):
-        super().__init__()
-        k = [t3(x) for x in kernels]
-        s = [t3(x) for x in strides]
-        u = [t3(x) for x in up_kernels]
-        f = filters
-        L = len(s)
-        self.input_block = UnetResBlock(cin, f[0], k[0], s[0])
-        self.downsamples = nn.ModuleList([UnetResBlock(f[i], f[i + 1], k[i + 1], s[i + 1]) for i in range(L - 2)])
-        self.bottleneck = UnetResBlock(f[L - 2], f[L - 1], k[L - 1], s[L - 1])
-        self.upsamples = nn.ModuleList(
-            [UnetUpBlock(f[L - 1 - j], f[L - 2 - j], k[L - 1 - j], u[L - 2 - j]) for j in range(L - 1)])
-        self.output_block = UnetOutBlock(f[0], cout)
-
-        def create_skips(downsamples, upsamples, bottleneck):
-            if len(downsamples) == 0:
-                return bottleneck
-            return DynUNetSkipLayer(downsamples[0], upsamples[0], create_skips(downsamples[1:], upsamples[1:], bottleneck))
-
-        self.skip_layers = create_skips([self.input_block] + list(self.downsamples), self.upsamples[::-1], self.bottleneck)
-        for m in self.modules():  # MONAI initialize_weights
-            if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d)):
-                nn.init.kaiming_normal_(m.weight, a=0.01)
-                if m.bias is not None:
-                    nn.init.constant_(m.bias, 0)
-
-    def forward(self, x):
-        return self.output_block(self.skip_layers(x))
+# MONAI's DynUNet in plain torch: the same module tree as the fixtures (scripts/gen_fixtures_dynunet.py).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
+from gen_fixtures_dynunet import FULL, DynUNet  # noqa: E402
 
 
 def bundle_dynunet():
     """The bundle's network (spec §2): 3 -> 2 channels, filters 32..320, strides 1, 2, 2, 2, 2, (2,2,1)."""
-    return DynUNet(3, 2, [3] * 6, [1, 2, 2, 2, 2, (2, 2, 1)], [2, 2, 2, 2, (2, 2, 1)], [32, 64, 128, 256, 320, 320])
+    return DynUNet(**FULL)
 
 
 # The bundle README's model-computation rows (A100 80GB, ms), for the ratios in dex-bench's table.
