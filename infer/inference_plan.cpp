@@ -660,10 +660,14 @@ void InferencePlan::poison_arena() {
 }
 
 void InferencePlan::run(const float* x) {
+  upload(x);
+  run();
+}
+
+void InferencePlan::upload(const float* x) {
   const PlanBuffer& in = m_schedule.buffers[m_schedule.input];
   m_be->copy(input(), m_schedule.options.device, x, Device::CPU, size_t(in.voxels) * in.channels * sizeof(float),
              m_stream);  // (CUDA: synchronises, so x may be reused at once)
-  run();
 }
 
 void InferencePlan::run() {

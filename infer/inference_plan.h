@@ -154,7 +154,9 @@ class InferencePlan {
   // the run unless PlanOptions::keep_input.
   float* input();
   void run();
-  // Copies x (host, N*D*H*W*in_channels floats) into the input buffer, then runs.
+  // Copies x (host, N*D*H*W*in_channels floats) into the input buffer (on the plan's stream; returns when done).
+  void upload(const float* x);
+  // upload(x), then run().
   void run(const float* x);
 
   // Results of the last run, on the plan's device: logits and probabilities [N][D][H][W][out_channels],

@@ -1,6 +1,5 @@
 #include "infer/segmenter.h"
 
-#include "autograd/tape.h"
 #include "data/click_guidance.h"
 #include "kernels/backend.h"
 
@@ -12,20 +11,23 @@ Segmenter::Segmenter(const std::string& model_path, const SegmenterOptions& opti
                   "' is not available: ", why);
   DEX_INPUT_CHECK(options.precision == Precision::FP32 || options.device == Device::CUDA,
                   "precision fp16 needs --device cuda (the CPU path is fp32)");
-  DEX_INPUT_CHECK(options.precision == Precision::FP32,
-                  "precision fp16 needs the fused fp16 inference plan, which this build does not have yet; use fp32");
   LoadedModel m = load_model(model_path);
   m_info = m.info;
   DEX_INPUT_CHECK(m_info.arch.in_channels == 3 && m_info.arch.out_channels == 2, "model '", model_path,
                   "' has ", m_info.arch.in_channels, " input and ", m_info.arch.out_channels,
                   " output channels; DeepEdit needs 3 (CT, spleen clicks, background clicks) and 2");
-  m_net = std::make_unique<DynUNet>(m_info.arch, options.device);
-  load_weights_into(*m_net, m, model_path);
   auto ts = m_info.arch.total_stride();
   for (int a = 0; a < 3; ++a)
     DEX_INPUT_CHECK(m_info.spatial_size[a] % ts[a] == 0, "model '", model_path, "': spatial_size ",
                     m_info.spatial_size[a], " on axis ", a, " is not a multiple of the network's stride ", ts[a]);
-  m_arena = std::make_unique<Arena>(*backend(options.device).allocator, 0, "segmenter");
+  // The network exists only to build the plan: the plan packs its own copy of the weights.
+  DynUNet net(m_info.arch, Device::CPU);
+  load_weights_into(net, m, model_path);
+  PlanOptions po;
+  po.device = options.device;
+  po.precision = options.precision == Precision::FP16 ? DType::F16 : DType::F32;
+  const auto& ss = m_info.spatial_size;
+  m_plan = std::make_unique<InferencePlan>(net, Int3{int(ss[0]), int(ss[1]), int(ss[2])}, po);
 }
 
 Segmenter::~Segmenter() = default;
@@ -73,22 +75,9 @@ Segmentation Segmenter::segment(const Clicks& clicks, bool with_probability) {
     gaussian_heatmap_into(out.grid_clicks.background, shape, m_input.data() + 2, 3, 3.f);
   });
 
-  const Backend& be = backend(m_options.device);
-  m_arena->reset();
-  Tape tape(*m_arena, m_options.device);
-  NoGradGuard no_grad(tape);
-  Tensor x = tape.alloc(ndhwc(1, ss[0], ss[1], ss[2], 3), false);
-  m_timer.time("upload", [&] {
-    be.copy(x.data, m_options.device, m_input.data(), Device::CPU, m_input.size() * sizeof(float), nullptr);
-  });
-  std::vector<float> logits;
-  m_timer.time("forward", [&] {
-    Tensor y = m_net->forward(tape, x);
-    logits.resize(static_cast<size_t>(y.numel()));
-    be.copy(logits.data(), Device::CPU, y.data, m_options.device, logits.size() * sizeof(float), nullptr);
-    be.synchronize(nullptr);
-  });
-  m_arena->reset();
+  m_timer.time("upload", [&] { m_plan->upload(m_input.data()); });
+  m_timer.time("forward", [&] { m_plan->run(); });
+  std::vector<float> logits = m_timer.time("download", [&] { return m_plan->logits_host(); });
   Postprocessed post =
       m_timer.time("way back", [&] { return postprocess_logits(logits.data(), OutputLayout::NDHWC, m_record); });
   out.mask = std::move(post.mask);
@@ -101,9 +90,9 @@ StageTimer Segmenter::last_timings() const {
   return m_timer;
 }
 
-size_t Segmenter::arena_peak_bytes() const {
+size_t Segmenter::plan_bytes() const {
   std::lock_guard<std::mutex> lock(m_mutex);
-  return m_arena->peak();
+  return m_plan->memory().total();
 }
 
 }  // namespace dex

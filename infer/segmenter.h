@@ -1,7 +1,7 @@
 // dex::Segmenter: the DeepEdit model loaded once, an image preprocessed once, then any number of segment() calls
-// (automatic: no clicks; interactive: clicks in the file's voxel indices). After set_image() the windowed CT
-// channel stays in the network's input buffer (on the device for CUDA): a new click recomputes only the two
-// heatmaps, one forward and the way back. Thread-safe per instance (calls on one instance serialise); no global
+// (automatic: no clicks; interactive: clicks in the file's voxel indices). The forward runs an InferencePlan built
+// at construction (no allocation per call; CUDA: one graph replay). After set_image() the windowed CT channel is
+// kept: a new click recomputes only the two heatmaps, one forward and the way back. Thread-safe per instance (calls on one instance serialise); no global
 // state. Errors are dex::InputError (the caller's input) or dex::Error.
 #pragma once
 #include <array>
@@ -12,6 +12,7 @@
 #include "data/clicks.h"
 #include "data/nifti_io.h"
 #include "data/preprocess.h"
+#include "infer/inference_plan.h"
 #include "infer/stage_timer.h"
 #include "kernels/arena.h"
 #include "layers/model_file.h"
@@ -50,15 +51,14 @@ class Segmenter {
   const SegmenterOptions& options() const { return m_options; }
   // Stage times of the last set_image + segment calls (orient/window/resize, heatmaps, upload, forward, way back).
   StageTimer last_timings() const;
-  // Peak bytes of the per-forward arena so far.
-  size_t arena_peak_bytes() const;
+  // Device memory the inference plan holds (activations, weights, workspace), fixed at construction.
+  size_t plan_bytes() const;
 
  private:
   mutable std::mutex m_mutex;
   SegmenterOptions m_options;
   ModelInfo m_info;
-  std::unique_ptr<DynUNet> m_net;
-  std::unique_ptr<Arena> m_arena;
+  std::unique_ptr<InferencePlan> m_plan;  // built once: packed weights, every buffer allocated up front
   bool m_has_image = false;
   PreprocessRecord m_record;
   std::vector<float> m_input;  // NDHWC [D][H][W][3] host staging: channel 0 = CT (set once), 1-2 heatmaps

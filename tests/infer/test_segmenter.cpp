@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "data/nifti_io.h"
+#include "autograd/tape.h"
 #include "infer/dex_c.h"
 #include "infer/segmenter.h"
 #include "layers/model_file.h"
@@ -78,6 +79,37 @@ TEST(segmenter, output_has_the_input_geometry_for_flipped_and_axis_permuted_file
     for (size_t i = 0; i < r.mask.data.size(); ++i)
       ASSERT_EQ(r.mask.data[i], r.probability.data[i] > 0.5f ? 1 : 0) << name << " voxel " << i;
   }
+}
+
+TEST(segmenter, plan_forward_equals_the_tape_forward_of_the_same_model) {
+  // The Segmenter runs an InferencePlan; the training code runs the tape. Same model, same input: same logits.
+  const std::string path = tiny_model();
+  LoadedModel lm = load_model(path);
+  DynUNet net(lm.info.arch);
+  load_weights_into(net, lm, path);
+  Volume ct = read_nifti(real_ct());
+  PreprocessOptions po;
+  po.spatial_size = lm.info.spatial_size;
+  Preprocessed p = preprocess_image(ct, po);
+  Clicks c;
+  c.spleen.push_back({20, 40, 95});
+  std::vector<float> x = assemble_input_ndhwc(p.ct, map_clicks(c, p.record));
+  Arena arena;
+  Tape tape(arena);
+  NoGradGuard ng(tape);
+  const auto& ss = lm.info.spatial_size;
+  Tensor in = tape.alloc(ndhwc(1, ss[0], ss[1], ss[2], 3), false);
+  std::copy(x.begin(), x.end(), in.data);
+  Tensor y = net.forward(tape, in);
+  Postprocessed ref = postprocess_logits(y.data, OutputLayout::NDHWC, p.record);
+
+  Segmenter seg(path);
+  seg.set_image(ct);
+  Segmentation r = seg.segment(c, true);
+  EXPECT_EQ(r.mask.data, ref.mask.data);
+  EXPECT_CLOSE(r.probability.data.data(), ref.prob_spleen.data.data(), int64_t(ref.prob_spleen.data.size()), 1e-5,
+               1e-6, 1e-10);
+  EXPECT_GT(seg.plan_bytes(), 0u);
 }
 
 TEST(segmenter, a_click_changes_only_the_click_channels_and_is_reproducible) {
@@ -184,7 +216,7 @@ TEST(dex_infer, cli_cpp_api_and_c_api_give_identical_masks_on_the_real_ct) {
   EXPECT_EQ(std::string(sig + 1, 3), "PNG");
   std::ifstream tj(tmpdir() + "/cli_seg.timing.json");
   std::string timing((std::istreambuf_iterator<char>(tj)), std::istreambuf_iterator<char>());
-  for (auto stage : {"read", "orient", "window", "resize", "heatmaps", "upload", "forward", "way back", "write"})
+  for (auto stage : {"read", "orient", "window", "resize", "heatmaps", "upload", "forward", "download", "way back", "write"})
     EXPECT_NE(timing.find(std::string("\"") + stage + "\""), std::string::npos) << stage << " missing in " << timing;
 }
 
