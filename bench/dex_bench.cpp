@@ -111,22 +111,36 @@ int run(int argc, char** argv) {
     LoadedModel lm = load_model(model);
     DynUNet net(lm.info.arch, dev);
     load_weights_into(net, lm, model);
-    const Backend& be = backend(dev);
-    Arena arena(*be.allocator, 0, "bench");
     std::vector<float> x(size_t(S) * S * S * 3);
     for (size_t i = 0; i < x.size(); ++i) x[i] = rng_uniform(7, 1, i);
-    auto t = repeat(runs, [&] {
-      arena.reset();
-      Tape tape(arena, dev);
-      NoGradGuard ng(tape);
-      Tensor in = tape.alloc(ndhwc(1, S, S, S, 3), false);
-      be.copy(in.data, dev, x.data(), Device::CPU, x.size() * 4, nullptr);
-      Tensor y = net.forward(tape, in);
-      be.synchronize(nullptr);
-      (void)y;
-    });
-    row(str("model computation fp32 ", S, "^3"), t);
-    out["arena_peak_bytes"] = arena.peak();
+    {  // the training-time path: the tape (no-grad), a growing arena
+      const Backend& be = backend(dev);
+      Arena arena(*be.allocator, 0, "bench");
+      auto t = repeat(runs, [&] {
+        arena.reset();
+        Tape tape(arena, dev);
+        NoGradGuard ng(tape);
+        Tensor in = tape.alloc(ndhwc(1, S, S, S, 3), false);
+        be.copy(in.data, dev, x.data(), Device::CPU, x.size() * 4, nullptr);
+        Tensor y = net.forward(tape, in);
+        be.synchronize(nullptr);
+        (void)y;
+      });
+      row(str("model computation fp32 ", S, "^3 (tape)"), t);
+      out["tape_arena_peak_bytes"] = arena.peak();
+    }
+    for (DType prec : {DType::F32, DType::F16}) {  // the inference path: the plan (CUDA: one graph replay)
+      if (prec == DType::F16 && dev != Device::CUDA) continue;
+      PlanOptions po;
+      po.device = dev;
+      po.precision = prec;
+      po.keep_input = true;  // every run sees the same input (a reused input buffer would feed garbage)
+      InferencePlan plan(net, Int3{S, S, S}, po);
+      plan.upload(x.data());
+      auto t = repeat(runs, [&] { plan.run(); });
+      row(str("model computation ", prec == DType::F16 ? "fp16 " : "fp32 ", S, "^3 (plan)"), t);
+      out["plan_bytes"][dtype_name(prec)] = plan.memory().total();
+    }
   }
 
   SegmenterOptions so;
