@@ -2,6 +2,8 @@
 # Builds, on this (GPU-less) machine, everything scripts/gpu-check.sh runs on the lent GPU machine, and gathers it in
 # build-gpu-carry/ (ignored by git via /build*/) for the device tool's `carry`:
 #   build-gpu-carry/bin/dex_tests_cuda, dex_bench_cuda   CUDA test + bench binaries (Release, sm_90 / sm_90a)
+#   build-gpu-carry/bin/dex_tests_infer, dex-bench       the inference plan's CUDA tests, whole-model timings
+#   build-gpu-carry/data/case_a.nii.gz                   the real CT (end-to-end rows)
 #   build-gpu-carry/lib/*.so*                             the shared libraries they need that the GPU image lacks
 #   build-gpu-carry/ptxas-*.txt                           ptxas resource usage (registers, smem, spills) per kernel
 # The GPU machine has the CUDA 13 toolkit, its driver and PyTorch (with cuDNN / cuBLAS wheels), but no Debian
@@ -20,12 +22,15 @@ if [ ! -f "$BUILD/CMakeCache.txt" ]; then
 fi
 grep -q '^DEX_CUDA:STRING=ON' "$BUILD/CMakeCache.txt" || { echo "gpu-build: $BUILD is not configured with -DDEX_CUDA=ON" >&2; exit 2; }
 start=$(date +%s)
-ninja -C "$BUILD" -j"$JOBS" dex_tests_cuda dex_bench_cuda
+ninja -C "$BUILD" -j"$JOBS" dex_tests_cuda dex_bench_cuda dex_tests_infer dex-bench
 echo "gpu-build: targets built in $(( $(date +%s) - start )) s"
 
 rm -rf "$CARRY"
 mkdir -p "$CARRY/bin" "$CARRY/lib"
-cp "$BUILD/tests/dex_tests_cuda" "$BUILD/bench/dex_bench_cuda" "$CARRY/bin/"
+cp "$BUILD/tests/dex_tests_cuda" "$BUILD/bench/dex_bench_cuda" "$BUILD/tests/dex_tests_infer" "$BUILD/bin/dex-bench" "$CARRY/bin/"
+# The real CT for dex-bench's end-to-end rows (the GPU machine has no ../shared).
+mkdir -p "$CARRY/data"
+[ -f ../shared/data/real-ct/imagesTr/case_a.nii.gz ] && cp ../shared/data/real-ct/imagesTr/case_a.nii.gz "$CARRY/data/"
 # Shared libraries from ldd, minus what every glibc system (and the GPU image) has, and the driver.
 skip='^(linux-vdso|ld-linux|libc\.so|libm\.so|libdl\.so|libpthread\.so|librt\.so|libstdc\+\+\.so|libgcc_s\.so|libcuda\.so)'
 for bin in "$CARRY"/bin/*; do

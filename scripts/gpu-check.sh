@@ -6,8 +6,8 @@
 #
 # Prepare here (no GPU needed):  scripts/gpu-build.sh          -> build-gpu-carry/ (binaries + libraries)
 # Run there (device tool):       run(command="bash scripts/gpu-check.sh", carry=["build-gpu-carry"], timeout_s=480)
-# Files back (at most 8): check.log, tests.log, bench.json, bench2.json, sass.txt, torch.json, torch.md, summary.md.
-# Env: OUT (default /tmp/dex-gpu-check), CARRY (default build-gpu-carry), BENCH_FILTER (regex, default all),
+# Files back (at most 8): check.log, tests.log, bench.json, bench2.json, sass.txt, torch.json, model.txt, summary.md.
+# Env: OUT (default /tmp/dex-gpu-check), CARRY (default build-gpu-carry), BENCH_FILTER (regex, default all), SKIP_MODEL=1,
 #      BENCH_MIN_TIME (seconds, default 0.02), SKIP_TORCH=1, SKIP_SANITIZER=1.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
@@ -54,7 +54,7 @@ if ! "$CARRY/bin/dex_tests_cuda" --gtest_list_tests >/dev/null 2>>"$LOG"; then
 fi
 
 # ---- 1. tests -------------------------------------------------------------------------------------------------------
-say "1/5 tests"
+say "1/6 tests"
 timeout 150 "$CARRY/bin/dex_tests_cuda" --gtest_color=no 2>&1 | tail -n 4000 > "$OUT/tests.log"
 test_rc=$?
 grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$OUT/tests.log" | tail -20 | tee -a "$LOG"
@@ -63,16 +63,16 @@ say "tests exit code $test_rc"
 
 # ---- 2. memcheck on three tiny cases (KERNELS.md §7) -----------------------------------------------------------------
 if [ "${SKIP_SANITIZER:-0}" != 1 ] && command -v compute-sanitizer >/dev/null 2>&1; then
-  say "2/5 compute-sanitizer memcheck (3 tiny rows)"
+  say "2/6 compute-sanitizer memcheck (3 tiny rows)"
   timeout 90 compute-sanitizer --tool memcheck --error-exitcode 9 "$CARRY/bin/dex_tests_cuda" --gtest_color=no \
     --gtest_filter='*conv3d_fprop_f16_v2_N1C64K64D9H7W6k3s222:*conv_transpose3d_fprop_f16_v2_N1C64K32D5H3W7k222:*instance_norm_fwd_f32_table_plain' \
     2>&1 | grep -E 'ERROR SUMMARY|Invalid|PASSED|FAILED' | tail -8 | tee -a "$LOG"
 else
-  say "2/5 compute-sanitizer skipped"
+  say "2/6 compute-sanitizer skipped"
 fi
 
 # ---- 3. benchmarks --------------------------------------------------------------------------------------------------
-say "3/5 benchmarks (min_time ${BENCH_MIN_TIME:-0.02} s): A = fprop v1/v2 vs cuDNN/cuBLAS, B = the rest"
+say "3/6 benchmarks (min_time ${BENCH_MIN_TIME:-0.02} s): A = fprop v1/v2 vs cuDNN/cuBLAS, B = the rest"
 # Two runs, two JSON files: if B hits its timeout, A's results (the ones the issue asks for) survive.
 bench() {  # bench <json> <timeout> <filter>
   timeout "$2" "$CARRY/bin/dex_bench_cuda" --benchmark_min_time="${BENCH_MIN_TIME:-0.02}" \
@@ -83,7 +83,7 @@ bench "$OUT/bench.json" 150 "${BENCH_FILTER:-^conv3d_fprop/(f16_v1|f16_v2|cudnn_
 [ -z "${BENCH_FILTER:-}" ] && bench "$OUT/bench2.json" 80 '^(conv3d_fprop/bf16|conv3d_dgrad|conv3d_wgrad|conv_transpose3d)'
 
 # ---- 4. SASS: tensor-core and async-copy instructions per kernel ---------------------------------------------------
-say "4/5 cuobjdump SASS counts"
+say "4/6 cuobjdump SASS counts"
 if command -v cuobjdump >/dev/null 2>&1; then
   cuobjdump --dump-sass "$CARRY/bin/dex_bench_cuda" 2>/dev/null | awk '
     /Function :/ { if (fn != "") printf "%-70s HMMA %4d HGMMA %4d LDSM %4d LDGSTS %4d LDL/STL %3d\n", fn, h, g, l, a, s;
@@ -102,11 +102,29 @@ fi
 
 # ---- 5. PyTorch same-card baseline ---------------------------------------------------------------------------------
 if [ "${SKIP_TORCH:-0}" != 1 ]; then
-  say "5/5 PyTorch conv3d baseline (fp16, channels_last_3d, cudnn.benchmark)"
-  PYTHONUNBUFFERED=1 timeout 100 python3 bench/cuda/torch_conv_baseline.py --json "$OUT/torch.json" > "$OUT/torch.md" 2>>"$LOG"
+  say "5/6 PyTorch conv3d baseline (fp16, channels_last_3d, cudnn.benchmark)"
+  PYTHONUNBUFFERED=1 timeout 100 python3 bench/cuda/torch_conv_baseline.py --json "$OUT/torch.json" >>"$LOG" 2>&1
   say "torch exit code $?"
 else
-  say "5/5 PyTorch baseline skipped"
+  say "5/6 PyTorch baseline skipped"
+fi
+
+# ---- 6. whole model: the inference plan on the GPU, dex-bench, PyTorch eager/AMP on the same card -------------------
+if [ "${SKIP_MODEL:-0}" != 1 ] && [ -x "$CARRY/bin/dex-bench" ]; then
+  say "6/6 whole model: plan tests, dex-bench (fp32 / fp16 plan, end to end, one click), PyTorch baseline"
+  {
+    echo "## dex_tests_infer InferencePlan.Cuda*"
+    timeout 40 "$CARRY/bin/dex_tests_infer" --gtest_color=no --gtest_filter='InferencePlan.Cuda*' 2>&1 | tail -25
+    echo "## dex-bench --device cuda"
+    timeout 60 "$CARRY/bin/dex-bench" --device cuda --runs 10 --what model,e2e,click \
+      --image "$CARRY/data/case_a.nii.gz" --out "$OUT/dexbench.json.tmp" 2>&1 | tail -12
+    cat "$OUT/dexbench.json.tmp" 2>/dev/null; rm -f "$OUT/dexbench.json.tmp"
+    echo "## bench/torch_gpu_baseline.py"
+    PYTHONUNBUFFERED=1 timeout 60 python3 bench/torch_gpu_baseline.py 2>&1 | tail -40
+  } > "$OUT/model.txt" 2>&1
+  grep -E 'PASSED|FAILED|model computation|end to end|one click' "$OUT/model.txt" | tee -a "$LOG"
+else
+  say "6/6 whole model skipped"
 fi
 
 # ---- summary (last) -------------------------------------------------------------------------------------------------
