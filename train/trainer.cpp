@@ -30,7 +30,7 @@ using json = nlohmann::json;
 
 const std::set<std::string>& known_keys() {
   static const std::set<std::string> k = {
-      "dataset_dir", "output_dir", "label_names", "spatial_size", "filters", "strides", "kernel_sizes",
+      "dataset_dir", "output_dir", "label_names", "spatial_size", "label_resize", "filters", "strides", "kernel_sizes",
       "upsample_kernel_sizes", "learning_rate", "lr_step_size", "lr_gamma", "max_epochs", "val_interval", "num_val",
       "max_train_cases", "steps_per_epoch", "batch_size", "amp", "cache_rate", "num_workers",
       "deepgrow_probability_train", "deepgrow_probability_val", "max_interactions", "seed", "device", "progress",
@@ -130,6 +130,7 @@ TrainConfig train_config_from_json(const json& j, const std::string& name) {
     const Int3 s = to_int3(j["spatial_size"], name, "spatial_size");
     c.spatial_size = {s[0], s[1], s[2]};
   }
+  c.label_resize = parse_label_resize(get_string(j, name, "label_resize", label_resize_name(c.label_resize)), name);
   DynUNetConfig& a = c.arch;
   if (j.contains("filters")) {
     const json& v = j["filters"];
@@ -187,6 +188,7 @@ json train_config_to_json(const TrainConfig& c) {
               {"output_dir", c.output_dir},
               {"label_names", labels},
               {"spatial_size", {c.spatial_size[0], c.spatial_size[1], c.spatial_size[2]}},
+              {"label_resize", label_resize_name(c.label_resize)},
               {"filters", c.arch.filters},
               {"strides", list3(c.arch.strides)},
               {"kernel_sizes", list3(c.arch.kernel_sizes)},
@@ -336,7 +338,7 @@ Sample make_sample(const PreparedCase& pc, const TrainConfig& c, bool train, int
   const Shape3 ss = c.spatial_size;
   Volume img = resize_area(image, ss);
   Sample s;
-  s.label = resize_nearest(label, ss);
+  s.label = resize_label(label, ss, c.label_resize);
   s.id = train ? index : kValSampleBase + index;
   Rng crng = click_rng(c.seed, static_cast<uint64_t>(epoch), s.id, 0);
   s.guidance = initial_guidance(s.label, c.label_names, crng);

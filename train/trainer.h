@@ -27,6 +27,7 @@
 #include "data/dataset.h"
 #include "layers/dynunet.h"
 #include "train/communicator.h"
+#include "train/label_resize.h"
 #include "train/metrics.h"
 
 namespace dex {
@@ -36,6 +37,7 @@ struct TrainConfig {
   std::string output_dir = "runs/train";
   LabelNames label_names = bundle_label_names();
   std::array<int64_t, 3> spatial_size{128, 128, 128};
+  LabelResize label_resize = LabelResize::Nearest;  // the target label onto the grid (train/label_resize.h)
   DynUNetConfig arch;                    // from filters / strides / kernel_sizes / upsample_kernel_sizes
   double learning_rate = 1e-4;
   int64_t lr_step_size = 1000;           // StepLR, stepped per epoch
