@@ -9,7 +9,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 out="$(mkdir -p "${1:-$here/demo}" && cd "${1:-$here/demo}" && pwd)"
-build="$here/build"
+build="${DEX_BUILD:-$here/build}"
 jobs="${JOBS:-$(nproc)}"
 shared="$here/../shared"
 real="$shared/data/real-ct/imagesTr/case_a.nii.gz"
@@ -22,9 +22,7 @@ generator=(); command -v ninja >/dev/null && generator=(-G Ninja)
 cmake -S "$here" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DDEX_CUDA="${DEX_CUDA:-AUTO}" >/dev/null
 cmake --build "$build" -j "$jobs" --target dex-phantom dex-train dex-eval dex-infer
 
-bin="$build"
-find_bin() { find "$bin" -type f -name "$1" -perm -u+x | head -1; }
-PHANTOM=$(find_bin dex-phantom); TRAIN=$(find_bin dex-train); EVAL=$(find_bin dex-eval); INFER=$(find_bin dex-infer)
+PHANTOM="$build/bin/dex-phantom"; TRAIN="$build/bin/dex-train"; EVAL="$build/bin/dex-eval"; INFER="$build/bin/dex-infer"
 
 say "2/6 phantom dataset -> $out/phantoms"
 if [[ ! -f "$out/phantoms/dataset.json" ]]; then
