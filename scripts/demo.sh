@@ -57,7 +57,7 @@ python_free_summary() {
   echo "  training curve   run/curve.png, metrics run/metrics.jsonl, best model $model"
   echo "  Dice vs clicks   eval/eval.csv (+ eval.json, dice_vs_clicks.png)"
   echo "  real CT          real/auto.nii.gz (+ auto.png), real/clicks.nii.gz (+ clicks.png)"
-  [[ -f "$out/eval/eval.csv (+ eval.json, dice_vs_clicks.png)" ]] && { echo; cat "$out/eval/dice_vs_clicks.csv"; }
+  [[ -f "$out/eval/eval.csv" ]] && { echo; cat "$out/eval/eval.csv"; }
   for t in auto clicks; do
     [[ -f "$out/real/$t.timing.json" ]] && { echo; echo "real CT, $t mode, times (ms):"; cat "$out/real/$t.timing.json"; }
   done
