@@ -3,6 +3,7 @@
 //   dex-eval --model runs/train_small/model.safetensors --dataset-dir DIR --output-dir OUT [--clicks 0,1,3,5,10]
 // Exit status: 0 done, 2 bad input, 1 anything else.
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <sstream>
 #include <string>
@@ -16,9 +17,12 @@ namespace {
 
 const char* kUsage =
     "usage: dex-eval --model MODEL --dataset-dir DIR --output-dir OUT [--clicks 0,1,3,5,10] [--num-val 9]\n"
-    "                [--all-cases] [--max-cases N] [--device cpu|cuda] [--quiet]\n"
+    "                [--all-cases] [--max-cases N] [--device cpu|cuda] [--sigma S] [--label-resize nearest|majority]\n"
+    "                [--quiet]\n"
     "  Evaluates the last NUM_VAL cases of DIR (the trainer's validation split; --all-cases: every case) with 0, 1,\n"
-    "  3, ... clicks added one at a time (largest error region, its deepest voxel). OUT must exist.\n";
+    "  3, ... clicks added one at a time (largest error region, its deepest voxel). OUT must exist.\n"
+    "  --sigma: click heatmap sigma in grid voxels (default 3, the bundle; use the training config's guidance_sigma).\n"
+    "  --label-resize: the grid-metric target (default nearest, the bundle; use the training config's label_resize).\n";
 
 int64_t parse_int(const std::string& key, const std::string& v, int64_t lo) {
   try {
@@ -40,7 +44,8 @@ int main(int argc, char** argv) {
         return 0;
       }
     const dex::ParsedArgs a = dex::parse_args(
-        argc, argv, {"model", "dataset_dir", "output_dir", "clicks", "num_val", "max_cases", "device"},
+        argc, argv,
+        {"model", "dataset_dir", "output_dir", "clicks", "num_val", "max_cases", "device", "sigma", "label_resize"},
         {"all_cases", "quiet"});
     dex::EvalConfig cfg;
     for (const char* k : {"model", "dataset_dir", "output_dir"})
@@ -53,6 +58,12 @@ int main(int argc, char** argv) {
     cfg.progress = !a.has("quiet");
     if (a.has("num_val")) cfg.num_val = parse_int("num_val", a.get("num_val"), 0);
     if (a.has("max_cases")) cfg.max_cases = parse_int("max_cases", a.get("max_cases"), 0);
+    if (a.has("sigma")) {
+      cfg.sigma = std::atof(a.get("sigma").c_str());
+      DEX_INPUT_CHECK(cfg.sigma >= 0.1 && cfg.sigma <= 100, "--sigma ", a.get("sigma"),
+                      " is not a number in [0.1, 100]");
+    }
+    if (a.has("label_resize")) cfg.label_resize = dex::parse_label_resize(a.get("label_resize"), "--label-resize");
     if (a.has("clicks")) {
       cfg.clicks.clear();
       std::stringstream ss(a.get("clicks"));

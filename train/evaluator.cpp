@@ -158,6 +158,7 @@ EvalResult evaluate(const EvalConfig& cfg) {
   popt.spatial_size = lm.info.spatial_size;
   popt.a_min = lm.info.a_min;
   popt.a_max = lm.info.a_max;
+  popt.sigma = static_cast<float>(cfg.sigma);
   const auto& ss = popt.spatial_size;
   const int64_t nvox = ss[0] * ss[1] * ss[2];
   const int max_clicks = cfg.clicks.back();
@@ -176,7 +177,7 @@ EvalResult evaluate(const EvalConfig& cfg) {
                     item.image, "'");
     apply_label_mapping(mapping, gt);
     const Preprocessed pre = preprocess_image(image, popt);
-    const LabelVolume gt_grid = resize_nearest(reorient(gt, pre.record.geometry.orientation), ss);
+    const LabelVolume gt_grid = resize_label(reorient(gt, pre.record.geometry.orientation), ss, cfg.label_resize);
 
     Clicks clicks;
     std::vector<float> logits(static_cast<size_t>(nvox * 2));
@@ -270,6 +271,8 @@ void write_eval_json(const std::string& path, const EvalConfig& cfg, const EvalR
   j["model"] = cfg.model_path;
   j["dataset_dir"] = cfg.dataset_dir;
   j["clicks"] = r.clicks;
+  j["sigma"] = cfg.sigma;
+  j["label_resize"] = label_resize_name(cfg.label_resize);
   j["click_rule"] = "largest 6-connected error region (missed or false spleen), voxel farthest from its boundary";
   j["mean"] = {{"spleen_dice_image", nums(r.mean_dice_image)},
                {"spleen_dice_grid", nums(r.mean_dice_spleen_grid)},

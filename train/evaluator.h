@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "data/volume.h"
+#include "train/label_resize.h"
 
 namespace dex {
 
@@ -43,6 +44,8 @@ struct EvalConfig {
   bool all_cases = false;          // evaluate every training pair instead (e.g. the real case)
   int64_t max_cases = 0;           // 0: all of the selected cases
   std::string device = "cpu";
+  double sigma = 3.0;              // click heatmap sigma (grid voxels): the training config's guidance_sigma
+  LabelResize label_resize = LabelResize::Nearest;  // target of the grid metrics: the training config's label_resize
   bool progress = true;
 };
 

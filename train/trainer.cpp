@@ -30,9 +30,9 @@ using json = nlohmann::json;
 
 const std::set<std::string>& known_keys() {
   static const std::set<std::string> k = {
-      "dataset_dir", "output_dir", "label_names", "spatial_size", "label_resize", "filters", "strides", "kernel_sizes",
-      "upsample_kernel_sizes", "learning_rate", "lr_step_size", "lr_gamma", "max_epochs", "val_interval", "num_val",
-      "max_train_cases", "steps_per_epoch", "batch_size", "amp", "cache_rate", "num_workers",
+      "dataset_dir", "output_dir", "label_names", "spatial_size", "label_resize", "guidance_sigma", "filters",
+      "strides", "kernel_sizes", "upsample_kernel_sizes", "learning_rate", "lr_step_size", "lr_gamma", "max_epochs",
+      "val_interval", "num_val", "max_train_cases", "steps_per_epoch", "batch_size", "amp", "cache_rate", "num_workers",
       "deepgrow_probability_train", "deepgrow_probability_val", "max_interactions", "seed", "device", "progress",
       "comment"};
   return k;
@@ -131,6 +131,7 @@ TrainConfig train_config_from_json(const json& j, const std::string& name) {
     c.spatial_size = {s[0], s[1], s[2]};
   }
   c.label_resize = parse_label_resize(get_string(j, name, "label_resize", label_resize_name(c.label_resize)), name);
+  c.guidance_sigma = get_double(j, name, "guidance_sigma", 0.1, 100, c.guidance_sigma);
   DynUNetConfig& a = c.arch;
   if (j.contains("filters")) {
     const json& v = j["filters"];
@@ -189,6 +190,7 @@ json train_config_to_json(const TrainConfig& c) {
               {"label_names", labels},
               {"spatial_size", {c.spatial_size[0], c.spatial_size[1], c.spatial_size[2]}},
               {"label_resize", label_resize_name(c.label_resize)},
+              {"guidance_sigma", c.guidance_sigma},
               {"filters", c.arch.filters},
               {"strides", list3(c.arch.strides)},
               {"kernel_sizes", list3(c.arch.kernel_sizes)},
@@ -351,7 +353,7 @@ Sample make_sample(const PreparedCase& pc, const TrainConfig& c, bool train, int
 
 void set_heatmaps(Sample& s, const TrainConfig& c) {
   const int C = 1 + static_cast<int>(c.label_names.size());
-  const auto maps = guidance_heatmaps(s.guidance, c.spatial_size);
+  const auto maps = guidance_heatmaps(s.guidance, c.spatial_size, static_cast<float>(c.guidance_sigma));
   const int64_t n = s.label.size();
   for (size_t l = 0; l < maps.size(); ++l)
     for (int64_t v = 0; v < n; ++v) s.input[v * C + 1 + l] = maps[l][v];

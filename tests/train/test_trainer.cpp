@@ -87,6 +87,8 @@ TEST(TrainConfig, SmallAndFullConfigsParse) {
   ASSERT_EQ(s.label_names.size(), 2u);
   EXPECT_EQ(s.label_names[0].name, "spleen");  // the bundle's order, although JSON objects are unordered here
   EXPECT_EQ(s.label_names[1].name, "background");
+  EXPECT_EQ(s.label_resize, LabelResize::Majority);  // issue 7: nearest targets are aliased on 32^3
+  EXPECT_DOUBLE_EQ(s.guidance_sigma, 3.0);
   const TrainConfig f =
       train_config_from_json(load_config(std::string(DEX_SOURCE_DIR) + "/configs/train.json"), "train.json");
   EXPECT_EQ(f.arch.filters, (std::vector<int>{32, 64, 128, 256, 320, 320}));
@@ -97,6 +99,7 @@ TEST(TrainConfig, SmallAndFullConfigsParse) {
   EXPECT_DOUBLE_EQ(f.deepgrow_probability_val, 1.0);
   EXPECT_EQ(f.num_val, 9);
   EXPECT_EQ(f.seed, 123u);
+  EXPECT_EQ(f.label_resize, LabelResize::Nearest);  // the bundle
 }
 
 TEST(TrainConfig, OverridesAndBadValuesAreClearErrors) {
@@ -407,31 +410,40 @@ TEST(TrainerMpi, TwoRanksEqualOneProcessWithTheSameGlobalBatch) {
   EXPECT_NEAR(ma[1].train_loss, mb[1].train_loss, 1e-4);
 }
 
-// Convergence of train_small on CPU phantoms. The issue asks for a validation spleen Dice >= 0.9 "in a few minutes";
-// on this 2-core machine that is OUT OF REACH for the small configuration and it is NOT what this test asserts:
-// 40 epochs x 6 phantoms at 32^3 (1 thread: 89 s here at a load of ~7 on 2 cores, 370 s at a load of ~15) reach a best
-// validation spleen Dice of 0.68-0.69 (mean Dice 0.84) and the curve is still rising (48^3 is not better per epoch: 0.57 best in 35) (spleen about 100 voxels on the 32^3 grid, so every boundary voxel costs Dice).
-// The assertion is therefore: the best validation spleen Dice of the run is >= 0.5 and the training loss falls
-// below 60% of its first-epoch value. See the report of issue 7 for the measured curve.
+// Convergence of train_small on CPU phantoms (issue 7). The issue asks for a validation spleen Dice >= 0.9 "in a few
+// minutes"; the small configuration does NOT reach it on this 2-core machine and this test does not assert it.
+// Checked and ruled out as causes (tests above, and the report of issue 7): click heatmaps on the wrong voxels (they
+// peak on the click's voxel, a spleen voxel), clicks lost in the interaction step, dex-eval's click mapping (file
+// voxel -> the grid window holding it). Found: on 32^3 the bundle's nearest label resize makes an aliased target
+// (partial-volume ceiling ~0.75, LabelResize tests) -> train_small uses "majority"; 6 training phantoms were too few.
+// What remains is the task: a ~120-voxel spleen whose intensity differs from the adjacent muscle wall and liver by
+// ~0.02 of the window (and the augmentation shifts intensities by up to 0.1), with ~1000 steps.
+// Measured with this exact setup (48 phantoms seed 7 = 40 train + 8 validation, train_small: 30 epochs, lr 3e-3 then
+// 3e-4 after epoch 20, majority targets; 1 thread): best validation spleen Dice 0.729 (mean Dice 0.864), the curve
+// flat at 0.67-0.73 over the last 10 epochs; ~130 s unloaded, ~195 s sharing 2 cores with two other runs. Same
+// config with nearest targets on 24 phantoms: 0.69 best; guidance_sigma 1 instead of 3: no better.
+// The assertion is therefore: the best validation spleen Dice of the run is >= 0.6 and the training loss falls
+// below 30% of its first-epoch value.
 TEST(TrainerConvergence, SmallConfigLearnsPhantomSpleens) {
   // One thread: the trajectory (and with it the asserted Dice) does not depend on the machine's core count.
   omp_set_num_threads(1);
   openblas_set_num_threads(1);
   LocalCommunicator comm;
   nlohmann::json j = small_config();
-  j["dataset_dir"] = phantom_dir(8, 7);
+  j["dataset_dir"] = phantom_dir(48, 7);
+  j["num_val"] = 8;
   j["output_dir"] = fresh_dir("converge");
-  j["max_epochs"] = 40;
   j["progress"] = false;
   const TrainConfig c = train_config_from_json(j, "train_small");
   Trainer t(c, comm);
   const auto rec = t.run();
-  ASSERT_EQ(rec.size(), 40u);
+  ASSERT_EQ(rec.size(), 30u);
   double best_spleen = 0;
   for (const auto& r : rec) best_spleen = std::max(best_spleen, r.val_spleen_dice);
-  std::fprintf(stderr, "train_small: first loss %.4f, last loss %.4f, best val spleen Dice %.4f, best val mean Dice %.4f\n",
+  std::fprintf(stderr,
+               "train_small: first loss %.4f, last loss %.4f, best val spleen Dice %.4f, best val mean Dice %.4f\n",
                rec.front().train_loss, rec.back().train_loss, best_spleen, t.best_metric());
-  EXPECT_GE(best_spleen, 0.5);
-  EXPECT_LT(rec.back().train_loss, 0.6 * rec.front().train_loss);
+  EXPECT_GE(best_spleen, 0.6);
+  EXPECT_LT(rec.back().train_loss, 0.3 * rec.front().train_loss);
   EXPECT_TRUE(fs::exists(t.model_path()));
 }
