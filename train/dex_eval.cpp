@@ -21,8 +21,8 @@ const char* kUsage =
     "                [--quiet]\n"
     "  Evaluates the last NUM_VAL cases of DIR (the trainer's validation split; --all-cases: every case) with 0, 1,\n"
     "  3, ... clicks added one at a time (largest error region, its deepest voxel). OUT must exist.\n"
-    "  --sigma: click heatmap sigma in grid voxels (default 3, the bundle; use the training config's guidance_sigma).\n"
-    "  --label-resize: the grid-metric target (default nearest, the bundle; use the training config's label_resize).\n";
+    "  --sigma, --label-resize: click heatmap sigma (grid voxels) and grid-metric target; default: guidance_sigma and\n"
+    "    label_resize of the config.json beside MODEL (dex-train writes it), else 3 and nearest (the bundle).\n";
 
 int64_t parse_int(const std::string& key, const std::string& v, int64_t lo) {
   try {
@@ -58,6 +58,7 @@ int main(int argc, char** argv) {
     cfg.progress = !a.has("quiet");
     if (a.has("num_val")) cfg.num_val = parse_int("num_val", a.get("num_val"), 0);
     if (a.has("max_cases")) cfg.max_cases = parse_int("max_cases", a.get("max_cases"), 0);
+    dex::apply_training_config_defaults(cfg);  // label_resize / guidance_sigma of the run that wrote the model
     if (a.has("sigma")) {
       cfg.sigma = std::atof(a.get("sigma").c_str());
       DEX_INPUT_CHECK(cfg.sigma >= 0.1 && cfg.sigma <= 100, "--sigma ", a.get("sigma"),

@@ -127,6 +127,24 @@ bool is_dir(const std::string& p) {
 
 }  // namespace
 
+bool apply_training_config_defaults(EvalConfig& cfg) {
+  const size_t slash = cfg.model_path.find_last_of('/');
+  const std::string dir = slash == std::string::npos ? "." : cfg.model_path.substr(0, slash);
+  const std::string path = dir + "/config.json";
+  std::ifstream f(path);
+  if (!f.good()) return false;
+  nlohmann::json j;
+  try {
+    f >> j;
+  } catch (const std::exception& e) {
+    throw InputError(str("training config '", path, "' beside the model is not valid JSON: ", e.what()));
+  }
+  if (j.contains("label_resize") && j["label_resize"].is_string())
+    cfg.label_resize = parse_label_resize(j["label_resize"].get<std::string>(), path);
+  if (j.contains("guidance_sigma") && j["guidance_sigma"].is_number()) cfg.sigma = j["guidance_sigma"].get<double>();
+  return true;
+}
+
 EvalResult evaluate(const EvalConfig& cfg) {
   const auto t_all = std::chrono::steady_clock::now();
   DEX_INPUT_CHECK(!cfg.clicks.empty(), "no click counts to evaluate");

@@ -66,6 +66,11 @@ struct EvalResult {
   double seconds = 0;
 };
 
+// The trainer writes config.json beside model.safetensors: when MODEL's folder has one, its label_resize and
+// guidance_sigma become cfg.label_resize and cfg.sigma (so a train_small model is evaluated on the targets and
+// heatmaps it was trained with). Returns false (cfg unchanged) without that file; InputError if it is not valid JSON.
+bool apply_training_config_defaults(EvalConfig& cfg);
+
 // InputError for a missing model/dataset/output folder or a model that is not a DeepEdit network.
 EvalResult evaluate(const EvalConfig& cfg);
 void write_eval_json(const std::string& path, const EvalConfig& cfg, const EvalResult& r);

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 
 #include "data/dataset.h"
 #include "data/nifti_io.h"
@@ -108,8 +109,10 @@ TEST(Evaluator, EndToEndOnPhantoms) {
   j["progress"] = false;
   LocalCommunicator comm;
   {
-    Trainer t(train_config_from_json(j, "eval test"), comm);
+    const TrainConfig tc = train_config_from_json(j, "eval test");
+    Trainer t(tc, comm);
     t.run();
+    std::ofstream((root / "train" / "config.json").string()) << train_config_to_json(tc).dump(2);  // as dex-train
   }
   EvalConfig cfg;
   cfg.model_path = (root / "train" / "model.safetensors").string();
@@ -118,6 +121,11 @@ TEST(Evaluator, EndToEndOnPhantoms) {
   cfg.num_val = 2;
   cfg.clicks = {0, 1, 3};
   cfg.progress = false;
+  // The trainer's config.json beside the model sets the grid-metric target (train_small: majority).
+  ASSERT_EQ(cfg.label_resize, LabelResize::Nearest);
+  EXPECT_TRUE(apply_training_config_defaults(cfg));
+  EXPECT_EQ(cfg.label_resize, LabelResize::Majority);
+  EXPECT_DOUBLE_EQ(cfg.sigma, 3.0);
   const EvalResult r = evaluate(cfg);
   ASSERT_EQ(r.cases.size(), 2u);
   const auto items = list_training_items(data);
