@@ -85,17 +85,6 @@ size_t f16_partials_bytes(const PlanSchedule& s) {
   return align_up(b);
 }
 
-class BlasSingleThread {
- public:
-  BlasSingleThread() : m_saved(openblas_get_num_threads()) { openblas_set_num_threads(1); }
-  ~BlasSingleThread() { openblas_set_num_threads(m_saved); }
-  BlasSingleThread(const BlasSingleThread&) = delete;
-  BlasSingleThread& operator=(const BlasSingleThread&) = delete;
-
- private:
-  int m_saved;
-};
-
 void im2col_two_source(const Conv3dParams& p, const float* a, int Ca, const float* b, int Cb, int64_t m0,
                        int64_t rows, float* col) {
   const int OD = p.OD(), OH = p.OH(), OW = p.OW();
@@ -135,7 +124,7 @@ void conv3d_fprop_two_source_cpu(const Conv3dParams& p, const float* a, int Ca, 
   const int64_t M = p.out_voxels(), row_len = p.taps() * p.C;
   const int64_t step = two_source_chunk_rows(p), chunks = (M + step - 1) / step;
   const int threads = int(std::min<int64_t>(std::max(1, omp_get_max_threads()), chunks));
-  BlasSingleThread single;
+  detail::BlasSingleThread single;
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t i = 0; i < chunks; ++i) {
     const int64_t m0 = i * step, rows = std::min(step, M - m0);

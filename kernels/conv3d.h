@@ -29,6 +29,10 @@ struct Conv3dParams {
   void validate() const;  // throws dex::Error naming the bad field
 };
 
+// The fprop problem whose output is dgrad's dx (for stride 1): input dy (C = K), output channels C, taps flipped,
+// pad' = dil*(k-1) - pad. Both the CPU Gemm path and CUDA's dgrad v2 run stride-1 dgrad this way.
+Conv3dParams conv3d_dgrad_as_fprop_params(const Conv3dParams& p);
+
 // CPU variants: Reference is the spec (plain loops, double accumulation, never optimised);
 // Gemm is the fast path (im2col + OpenBLAS sgemm, multithreaded), tested against Reference.
 enum class CpuConvImpl { Reference, Gemm };

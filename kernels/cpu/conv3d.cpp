@@ -26,6 +26,18 @@
 
 namespace dex {
 
+Conv3dParams conv3d_dgrad_as_fprop_params(const Conv3dParams& p) {
+  Conv3dParams q = p;
+  q.C = p.K;
+  q.K = p.C;
+  q.D = p.OD();
+  q.H = p.OH();
+  q.W = p.OW();
+  const int k[3] = {p.KD, p.KH, p.KW};
+  for (int a = 0; a < 3; ++a) q.pad[a] = p.dil[a] * (k[a] - 1) - p.pad[a];
+  return q;
+}
+
 void Conv3dParams::validate() const {
   DEX_CHECK(N > 0 && C > 0 && K > 0, "conv3d: N, C, K must be positive, got N=", N, " C=", C, " K=", K);
   DEX_CHECK(D > 0 && H > 0 && W > 0, "conv3d: input extent must be positive, got D=", D, " H=", H, " W=", W);
@@ -258,17 +270,6 @@ bool dgrad_as_fprop(const Conv3dParams& p) {
     if (p.stride[a] != 1 || p.pad[a] > p.dil[a] * (k[a] - 1)) return false;
   return true;
 }
-Conv3dParams dgrad_fprop_params(const Conv3dParams& p) {
-  Conv3dParams q = p;
-  q.C = p.K;
-  q.K = p.C;
-  q.D = p.OD();
-  q.H = p.OH();
-  q.W = p.OW();
-  const int k[3] = {p.KD, p.KH, p.KW};
-  for (int a = 0; a < 3; ++a) q.pad[a] = p.dil[a] * (k[a] - 1) - p.pad[a];
-  return q;
-}
 // wgrad sums this many fixed runs of chunks separately (parallel over runs, deterministic for any thread count).
 constexpr int kWgradGroups = 4;
 
@@ -301,7 +302,7 @@ size_t conv3d_cpu_workspace_bytes(const Conv3dParams& p) {
   // fprop: one panel per OpenMP thread (col2im dgrad uses the first one); a stride-1 dgrad runs as
   // an fprop of the flipped weights: those weights, then that fprop's panels.
   size_t bytes = panels_bytes(p) + kWgradGroups * flipped_weight_bytes(p);  // wgrad: partial dw per group
-  if (dgrad_as_fprop(p)) bytes = std::max(bytes, flipped_weight_bytes(p) + panels_bytes(dgrad_fprop_params(p)));
+  if (dgrad_as_fprop(p)) bytes = std::max(bytes, flipped_weight_bytes(p) + panels_bytes(conv3d_dgrad_as_fprop_params(p)));
   return bytes;
 }
 
@@ -342,7 +343,7 @@ void conv3d_dgrad_gemm(const Conv3dParams& p, const float* dy, const float* w, f
     for (int k = 0; k < p.K; ++k)
       for (int64_t t = 0; t < T; ++t)
         for (int c = 0; c < p.C; ++c) wf[(c * T + (T - 1 - t)) * p.K + k] = w[(k * T + t) * p.C + c];
-    conv3d_fprop_gemm(dgrad_fprop_params(p), dy, wf, dx, accumulate,
+    conv3d_fprop_gemm(conv3d_dgrad_as_fprop_params(p), dy, wf, dx, accumulate,
                       reinterpret_cast<unsigned char*>(buf.ptr) + flipped_weight_bytes(p));
     return;
   }

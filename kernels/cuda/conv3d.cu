@@ -528,19 +528,6 @@ bool dgrad_v2_supports(const Conv3dParams& p, DType dtype, std::string* why) {
   if (p.pad[0] > p.KD - 1 || p.pad[1] > p.KH - 1 || p.pad[2] > p.KW - 1) return no("dgrad v2 needs pad <= k - 1");
   return true;
 }
-// The fprop problem whose output is dx: input dy (C' = K), output channels C, flipped taps, pad' = k - 1 - pad.
-Conv3dParams dgrad_as_fprop(const Conv3dParams& p) {
-  Conv3dParams q = p;
-  q.C = p.K;
-  q.K = p.C;
-  q.D = p.OD();
-  q.H = p.OH();
-  q.W = p.OW();
-  q.pad[0] = p.KD - 1 - p.pad[0];
-  q.pad[1] = p.KH - 1 - p.pad[1];
-  q.pad[2] = p.KW - 1 - p.pad[2];
-  return q;
-}
 }  // namespace
 
 size_t conv3d_dgrad_cuda_workspace_bytes(const Conv3dParams& p, DType dtype) {
@@ -572,7 +559,7 @@ void conv3d_dgrad_cuda(const Conv3dParams& p, DType dtype, const void* dy, const
             conv3d_dgrad_cuda_workspace_bytes(p, dtype), " bytes");
   DEX_CHECK(aligned16(dy) && aligned16(dx) && aligned16(workspace),
             "conv3d_dgrad_cuda (v2): dy, dx and the workspace must be 16-byte aligned");
-  const Conv3dParams q = dgrad_as_fprop(p);
+  const Conv3dParams q = conv3d_dgrad_as_fprop_params(p);  // dil 1 here (dgrad_v2_supports)
   DEX_CHECK(q.OD() == p.D && q.OH() == p.H && q.OW() == p.W, "conv3d_dgrad_cuda (v2): dx extent mismatch");
   conv3d_dgrad_repack_kernel<<<grid_1d(p.weight_elems(), 256), 256, 0, stream>>>(
       p.C, p.K, p.KD, p.KH, p.KW, static_cast<const uint16_t*>(w), static_cast<uint16_t*>(workspace));
