@@ -1,20 +1,11 @@
 #include "autograd/ops/conv_transpose3d.h"
+#include "autograd/ops/conv_params.h"
 
 namespace dex {
 
 ConvTranspose3dParams conv_transpose3d_params(const Tensor& x, const Tensor& w, const int stride[3],
                                               const int pad[3]) {
-  DEX_CHECK(x.ndim == 5 && x.layout == Layout::NDHWC, "conv_transpose3d: input must be NDHWC, got ", x.shape_str());
-  DEX_CHECK(w.ndim == 5 && w.layout == Layout::Weight, "conv_transpose3d: weight must be [K][KD][KH][KW][C], got ",
-            w.shape_str());
-  DEX_CHECK(w.dims[4] == x.C(), "conv_transpose3d: weight expects ", w.dims[4], " input channels, input has ", x.C());
-  ConvTranspose3dParams p;
-  p.N = x.N(); p.C = x.C(); p.K = static_cast<int>(w.dims[0]);
-  p.D = x.D(); p.H = x.H(); p.W = x.W();
-  p.KD = static_cast<int>(w.dims[1]); p.KH = static_cast<int>(w.dims[2]); p.KW = static_cast<int>(w.dims[3]);
-  for (int i = 0; i < 3; ++i) { p.stride[i] = stride[i]; p.pad[i] = pad[i]; }
-  p.validate();
-  return p;
+  return conv_params_from<ConvTranspose3dParams>("conv_transpose3d", x, w, stride, pad);
 }
 
 // forward
