@@ -1,5 +1,7 @@
 #include "autograd/tape.h"
 
+#include <unordered_map>
+
 namespace dex {
 
 Tape::Tape(Arena& arena, Device device) : m_arena(arena), m_device(device), m_backend(&backend(device)) {
@@ -9,9 +11,13 @@ Tape::Tape(Arena& arena, Device device) : m_arena(arena), m_device(device), m_ba
 
 bool Tape::needs_grad(std::initializer_list<const Tensor*> inputs) const {
   if (!m_grad_enabled) return false;
+  bool any = false;
   for (const Tensor* t : inputs)
-    if (t && t->requires_grad()) return true;
-  return false;
+    if (t && t->requires_grad()) {
+      any = true;
+      if (t->grad_slot < 0) m_pending_params.push_back(t->grad);  // a parameter: the next record may write it
+    }
+  return any;
 }
 
 Tensor Tape::alloc(const Tensor& shape, bool with_grad) {
@@ -40,7 +46,12 @@ Tensor Tape::alias(const Tensor& x, bool with_grad) {
   return t;
 }
 
-void Tape::record(std::function<void()> backward) { m_records.push_back(std::move(backward)); }
+void Tape::record(std::function<void()> backward) {
+  m_records.push_back(std::move(backward));
+  m_record_params.push_back(m_param_grads.size());
+  m_param_grads.insert(m_param_grads.end(), m_pending_params.begin(), m_pending_params.end());
+  m_pending_params.clear();
+}
 
 bool Tape::grad_ready(const Tensor& t) const {
   if (!t.grad) return false;
@@ -60,13 +71,34 @@ GradMode Tape::write_mode(const Tensor& t) {
 }
 
 void Tape::backward() {
-  for (size_t i = m_records.size(); i-- > 0;) m_records[i]();
+  if (!m_hook) {
+    for (size_t i = m_records.size(); i-- > 0;) m_records[i]();
+  } else {
+    // Writers left per parameter gradient; a gradient is final once its last (earliest recorded) writer has run.
+    std::unordered_map<const float*, int> writers;
+    for (const float* g : m_param_grads) ++writers[g];
+    std::vector<const float*> final_grads;
+    for (size_t i = m_records.size(); i-- > 0;) {
+      m_records[i]();
+      final_grads.clear();
+      const size_t end = i + 1 < m_record_params.size() ? m_record_params[i + 1] : m_param_grads.size();
+      for (size_t k = m_record_params[i]; k < end; ++k)
+        if (--writers[m_param_grads[k]] == 0) final_grads.push_back(m_param_grads[k]);
+      m_hook(final_grads);
+    }
+  }
   m_records.clear();
+  m_record_params.clear();
+  m_param_grads.clear();
+  m_pending_params.clear();
 }
 
 void Tape::clear() {
   m_records.clear();
   m_written.clear();
+  m_record_params.clear();
+  m_param_grads.clear();
+  m_pending_params.clear();
 }
 
 }  // namespace dex

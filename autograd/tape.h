@@ -39,6 +39,15 @@ class Tape {
   void record(std::function<void()> backward);
   size_t size() const { return m_records.size(); }
 
+  // Backward hook (data parallel: train/grad_buckets.h launches a bucket's all-reduce as soon as its gradients are
+  // final). Called after every record's closure has run, with the parameter gradients (the grad pointers of tensors
+  // with grad_slot < 0) whose last writer that record was (often none: the call also lets a communicator progress).
+  // A parameter is attributed to the first record made after a needs_grad() that returned true for it; every op asks
+  // needs_grad over all its inputs just before recording itself, so a gradient is never reported before its op's
+  // backward has run. A parameter used by several ops is reported after the last of them. Empty: no hook.
+  using BackwardHook = std::function<void(const std::vector<const float*>& final_param_grads)>;
+  void set_backward_hook(BackwardHook hook) { m_hook = std::move(hook); }
+
   // Backward side: has `t`'s gradient been written yet (parameters: always true)?
   bool grad_ready(const Tensor& t) const;
   // The mode the next writer of t.grad must use; marks the gradient written.
@@ -58,6 +67,11 @@ class Tape {
   bool m_grad_enabled = true;
   std::vector<std::function<void()>> m_records;
   std::vector<uint8_t> m_written;  // per activation gradient slot
+  // Backward hook bookkeeping: record i owns m_param_grads[m_record_params[i] .. m_record_params[i + 1]).
+  BackwardHook m_hook;
+  mutable std::vector<const float*> m_pending_params;  // from needs_grad(), taken by the next record()
+  std::vector<const float*> m_param_grads;
+  std::vector<size_t> m_record_params;
 };
 
 // RAII no-grad mode: inference and the click-simulation forward record nothing and allocate no gradients.
