@@ -9,6 +9,18 @@ Tape::Tape(Arena& arena, Device device) : m_arena(arena), m_device(device), m_ba
             device_name(arena.device()));
 }
 
+void Tape::set_autocast(DType dt) {
+  DEX_CHECK(dt == DType::F32 || dt == DType::F16 || dt == DType::BF16,
+            "autocast dtype must be f32 (off), f16 or bf16, got ", dtype_name(dt));
+  const Backend& b = *m_backend;
+  DEX_CHECK(dt == DType::F32 ||
+                (b.convert_to_16 && b.convert_from_16 && b.conv3d_workspace_bytes_mixed && b.conv3d_fprop_mixed &&
+                 b.conv3d_dgrad_mixed && b.conv3d_wgrad_mixed && b.conv_transpose3d_workspace_bytes_mixed &&
+                 b.conv_transpose3d_fprop_mixed && b.conv_transpose3d_dgrad_mixed && b.conv_transpose3d_wgrad_mixed),
+            "autocast ", dtype_name(dt), ": the ", b.name, " backend has no mixed-precision convolutions");
+  m_autocast = dt;
+}
+
 bool Tape::needs_grad(std::initializer_list<const Tensor*> inputs) const {
   if (!m_grad_enabled) return false;
   bool any = false;

@@ -24,6 +24,13 @@ class Tape {
   const Backend& be() const { return *m_backend; }
   Device device() const { return m_device; }
 
+  // Autocast (mixed precision, as torch.autocast does it for this network): DType::F32 = off; F16 or BF16: the
+  // convolutions (conv3d, conv_transpose3d, every pass) take 16-bit operands and accumulate in fp32, their outputs
+  // come back as fp32 (rounded through 16 bits); everything else stays fp32, weight gradients included. Throws
+  // when the backend has no mixed-precision entries. An op captures the dtype at its forward.
+  DType autocast() const { return m_autocast; }
+  void set_autocast(DType dt);
+
   bool grad_enabled() const { return m_grad_enabled; }
   void set_grad_enabled(bool on) { m_grad_enabled = on; }
   // True when an op over `inputs` must record a backward.
@@ -65,6 +72,7 @@ class Tape {
   Device m_device;
   const Backend* m_backend;
   bool m_grad_enabled = true;
+  DType m_autocast = DType::F32;
   std::vector<std::function<void()>> m_records;
   std::vector<uint8_t> m_written;  // per activation gradient slot
   // Backward hook bookkeeping: record i owns m_param_grads[m_record_params[i] .. m_record_params[i + 1]).

@@ -1,7 +1,7 @@
 // The backend registry: the ONE place that knows whether CUDA was built (DESIGN.md, STYLE.md §6).
 // layers/ and autograd/ ask `backend(device)` for a table of kernels and never #ifdef.
-// Every entry is fp32 (the reference precision); `stream` is a cudaStream_t on CUDA (nullptr = default
-// stream) and ignored on the CPU. Mixed-precision entries are added by the CUDA backend as they land.
+// Every entry is fp32 (the reference precision) except the `_mixed` ones and the 16-bit conversions (autocast);
+// `stream` is a cudaStream_t on CUDA (nullptr = default stream) and ignored on the CPU.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -39,6 +39,27 @@ struct Backend {
                                  void* stream) = nullptr;
   void (*conv_transpose3d_wgrad)(const ConvTranspose3dParams&, const float* x, const float* dy, float* dw, GradMode,
                                  void* stream) = nullptr;
+
+  // mixed precision (autocast, DESIGN.md: fp16/bf16 operands, fp32 accumulation). A 16-bit tensor is uint16_t bit
+  // patterns of `dt` (DType::F16 or DType::BF16). Activation outputs (y, dx) are 16-bit and overwritten; weight
+  // gradients are fp32 and follow the GradMode. nullptr on a backend without mixed precision. The CPU backend
+  // emulates them exactly: widen the 16-bit operands to fp32, run the fp32 kernels, round the output.
+  void (*convert_to_16)(DType dt, int64_t n, const float* src, uint16_t* dst, void* stream) = nullptr;
+  void (*convert_from_16)(DType dt, int64_t n, const uint16_t* src, float* dst, void* stream) = nullptr;
+  size_t (*conv3d_workspace_bytes_mixed)(const Conv3dParams&, DType dt) = nullptr;
+  void (*conv3d_fprop_mixed)(const Conv3dParams&, DType dt, const uint16_t* x, const uint16_t* w, uint16_t* y,
+                             void* ws, void* stream) = nullptr;
+  void (*conv3d_dgrad_mixed)(const Conv3dParams&, DType dt, const uint16_t* dy, const uint16_t* w, uint16_t* dx,
+                             void* ws, void* stream) = nullptr;
+  void (*conv3d_wgrad_mixed)(const Conv3dParams&, DType dt, const uint16_t* x, const uint16_t* dy, float* dw, GradMode,
+                             void* ws, void* stream) = nullptr;
+  size_t (*conv_transpose3d_workspace_bytes_mixed)(const ConvTranspose3dParams&, DType dt) = nullptr;
+  void (*conv_transpose3d_fprop_mixed)(const ConvTranspose3dParams&, DType dt, const uint16_t* x, const uint16_t* w,
+                                       uint16_t* y, void* ws, void* stream) = nullptr;
+  void (*conv_transpose3d_dgrad_mixed)(const ConvTranspose3dParams&, DType dt, const uint16_t* dy, const uint16_t* w,
+                                       uint16_t* dx, void* ws, void* stream) = nullptr;
+  void (*conv_transpose3d_wgrad_mixed)(const ConvTranspose3dParams&, DType dt, const uint16_t* x, const uint16_t* dy,
+                                       float* dw, GradMode, void* ws, void* stream) = nullptr;
 
   // normalisation, activation, elementwise
   void (*instance_norm_fwd)(const InstanceNormParams&, const float* x, const float* gamma, const float* beta, float* y,

@@ -1,7 +1,7 @@
-// One training step (spec §9): zero_grad, forward, Dice+CE, backward seeded with the loss scale, overflow
-// check + loss-scaler update, Adam with grad_scale = 1/scale (skipped on overflow). Activations, saved
-// context and scratch live in the step arena, reset at the start of every step: results stay readable until
-// the next step.
+// One training step (spec §9): zero_grad, forward (convolutions autocast to 16 bits when set), Dice+CE, backward
+// seeded with the loss scale, overflow check + loss-scaler update, Adam with grad_scale = 1/scale (skipped on
+// overflow). Activations, saved context and scratch live in the step arena, reset at the start of every step:
+// results stay readable until the next step.
 #pragma once
 #include <cstdint>
 
@@ -31,6 +31,9 @@ class TrainStep {
   bool apply(TrainStepResult& r);
 
   Arena& arena() { return m_arena; }
+  // Mixed precision (Tape::autocast): F32 = off; F16 with an enabled loss scaler is torch.amp's recipe (spec §9).
+  void set_autocast(DType dt) { m_tape.set_autocast(dt); }
+  DType autocast() const { return m_tape.autocast(); }
 
  private:
   DynUNet& m_model;

@@ -32,9 +32,9 @@ const std::set<std::string>& known_keys() {
   static const std::set<std::string> k = {
       "dataset_dir", "output_dir", "label_names", "spatial_size", "label_resize", "guidance_sigma", "filters",
       "strides", "kernel_sizes", "upsample_kernel_sizes", "learning_rate", "lr_step_size", "lr_gamma", "max_epochs",
-      "val_interval", "num_val", "max_train_cases", "steps_per_epoch", "batch_size", "amp", "cache_rate", "num_workers",
-      "deepgrow_probability_train", "deepgrow_probability_val", "max_interactions", "seed", "device", "progress",
-      "comment"};
+      "val_interval", "num_val", "max_train_cases", "steps_per_epoch", "batch_size", "amp", "amp_emulate", "cache_rate",
+      "num_workers", "deepgrow_probability_train", "deepgrow_probability_val", "max_interactions", "seed", "device",
+      "progress", "comment"};
   return k;
 }
 
@@ -167,6 +167,7 @@ TrainConfig train_config_from_json(const json& j, const std::string& name) {
   c.steps_per_epoch = get_int(j, name, "steps_per_epoch", 0, c.steps_per_epoch);
   c.batch_size = get_int(j, name, "batch_size", 1, c.batch_size);
   c.amp = get_bool(j, name, "amp", c.amp);
+  c.amp_emulate = get_bool(j, name, "amp_emulate", c.amp_emulate);
   c.cache_rate = get_double(j, name, "cache_rate", 0, 1, c.cache_rate);
   c.num_workers = static_cast<int>(get_int(j, name, "num_workers", 1, c.num_workers));
   c.deepgrow_probability_train = get_double(j, name, "deepgrow_probability_train", 0, 1, c.deepgrow_probability_train);
@@ -205,6 +206,7 @@ json train_config_to_json(const TrainConfig& c) {
               {"steps_per_epoch", c.steps_per_epoch},
               {"batch_size", c.batch_size},
               {"amp", c.amp},
+              {"amp_emulate", c.amp_emulate},
               {"cache_rate", c.cache_rate},
               {"num_workers", c.num_workers},
               {"deepgrow_probability_train", c.deepgrow_probability_train},
@@ -266,9 +268,14 @@ struct Trainer::Impl {
       : device(dev),
         net(c.arch, dev),
         opt(net.parameters(), AdamParams()),
-        scaler(LossScalerConfig{c.amp && dev == Device::CUDA}),
+        scaler(LossScalerConfig{mixed_precision(c, dev)}),
         arena(*backend(dev).allocator, 0, "train step"),
-        step(net, opt, scaler, arena) {}
+        step(net, opt, scaler, arena) {
+    if (mixed_precision(c, dev)) step.set_autocast(DType::F16);
+  }
+  static bool mixed_precision(const TrainConfig& c, Device dev) {
+    return c.amp_emulate || (c.amp && dev == Device::CUDA);
+  }
 };
 
 Trainer::Trainer(const TrainConfig& cfg, Communicator& comm) : m_cfg(cfg), m_comm(comm) {
@@ -378,6 +385,7 @@ static LabelVolume predict_grid(Trainer::Impl& m, const TrainConfig& c, const Sa
   pred.data.resize(static_cast<size_t>(s.label.size()));
   {
     Tape tape(m.arena, m.device);
+    tape.set_autocast(m.step.autocast());  // the bundle's Interaction runs its forward under autocast when amp
     NoGradGuard ng(tape);
     const auto& ss = c.spatial_size;
     Tensor x = tape.alloc(ndhwc(1, ss[0], ss[1], ss[2], c.arch.in_channels), false);
