@@ -1,5 +1,6 @@
 // CUDA version of kernels/dice_ce.h (MONAI DiceCELoss, softmax + one-hot, spec §9; CPU reference
-// kernels/cpu/dice_ce.cpp), fp32 logits, double math like the reference.
+// kernels/cpu/dice_ce.cpp), double math like the reference. Logits and dlogits are stored as T (float, __half,
+// __nv_bfloat16; kernels/cuda/storage.cuh): widened on load, dlogits rounded once to T.
 // v1: kernel 1 runs one 1024-thread block per sample and reduces, per channel, sum p*T, sum T, sum p and the CE sum
 // in a fixed tree order (deterministic); kernel 2 writes dlogits per voxel from those sums. The sums go to a small
 // process-wide device scratch (N*(3C+2) doubles, grown on demand and kept), the only allocation this op makes.
@@ -9,7 +10,9 @@
 #include <vector>
 
 #include "kernels/cuda/cuda_utils.cuh"
+#include "kernels/cuda/ops16_cuda.h"
 #include "kernels/cuda/ops_cuda.h"
+#include "kernels/cuda/storage.cuh"
 
 namespace dex {
 namespace {
@@ -19,16 +22,19 @@ constexpr int kThreads = 1024;
 
 // sums[n][q]: q = c (I = sum p*T), C + c (G = sum T), 2C + c (P = sum p), 3C (CE sum), 3C + 1 (bad targets).
 // Per-voxel math in double like the CPU reference; per-thread partials then a fixed tree order per quantity.
-__device__ double softmax_voxel(const float* z, int C, double* p) {
-  double mx = z[0];
-  for (int c = 1; c < C; ++c) mx = fmax(mx, double(z[c]));
+template <class T>
+__device__ double softmax_voxel(const T* z, int C, double* p) {
+  double mx = to_float(z[0]);
+  for (int c = 1; c < C; ++c) mx = fmax(mx, double(to_float(z[c])));
   double sum = 0;
-  for (int c = 0; c < C; ++c) sum += p[c] = exp(double(z[c]) - mx);
+  for (int c = 0; c < C; ++c) sum += p[c] = exp(double(to_float(z[c])) - mx);
   for (int c = 0; c < C; ++c) p[c] /= sum;
   return mx + log(sum);
 }
 
-__global__ void __launch_bounds__(kThreads) dice_ce_sums_kernel_v1(int C, int64_t S, const float* logits, const uint8_t* target, double* sums) {
+template <class T>
+__global__ void __launch_bounds__(kThreads) dice_ce_sums_kernel_v1(int C, int64_t S, const T* logits,
+                                                                   const uint8_t* target, double* sums) {
   __shared__ double red[kThreads];
   const int n = blockIdx.x;
   const int nq = 3 * C + 2;
@@ -36,14 +42,14 @@ __global__ void __launch_bounds__(kThreads) dice_ce_sums_kernel_v1(int C, int64_
   for (int q = 0; q < nq; ++q) acc[q] = 0;
   double p[kMaxC];
   for (int64_t s = threadIdx.x; s < S; s += kThreads) {
-    const float* z = logits + (int64_t(n) * S + s) * C;
+    const T* z = logits + (int64_t(n) * S + s) * C;
     const int t = target[int64_t(n) * S + s];
     if (t >= C) {
       acc[3 * C + 1] += 1.0;
       continue;
     }
     const double lse = softmax_voxel(z, C, p);
-    acc[3 * C] += lse - z[t];
+    acc[3 * C] += lse - to_float(z[t]);
     for (int c = 0; c < C; ++c) acc[2 * C + c] += p[c];
     acc[t] += p[t];
     acc[C + t] += 1.0;
@@ -62,9 +68,9 @@ __global__ void __launch_bounds__(kThreads) dice_ce_sums_kernel_v1(int C, int64_
 
 // dz = p (g - sum_c p g) + wc (p - T), g_c = wd ((2 I + nr) / den^2 - [c == t] 2 / den), den = G + P + dr,
 // wd = lambda_dice / (N C) * grad_scale, wc = lambda_ce / (N S) * grad_scale (the reference's formula).
+template <class T>
 __global__ void dice_ce_grad_kernel_v1(int N, int C, int64_t S, double nr, double dr, double wd, double wc,
-                                       const float* logits, const uint8_t* target, const double* sums,
-                                       float* dlogits) {
+                                       const T* logits, const uint8_t* target, const double* sums, T* dlogits) {
   const int64_t total = int64_t(N) * S;
   const int nq = 3 * C + 2;
   double p[kMaxC], g[kMaxC];
@@ -80,7 +86,8 @@ __global__ void dice_ce_grad_kernel_v1(int N, int C, int64_t S, double nr, doubl
       dot += p[c] * g[c];
     }
     for (int c = 0; c < C; ++c)
-      dlogits[i * C + c] = static_cast<float>(p[c] * (g[c] - dot) + wc * (p[c] - (c == t ? 1.0 : 0.0)));
+      dlogits[i * C + c] =
+          from_float<T>(static_cast<float>(p[c] * (g[c] - dot) + wc * (p[c] - (c == t ? 1.0 : 0.0))));
   }
 }
 
@@ -93,16 +100,15 @@ double* sums_scratch(size_t count) {
   return buf->data();
 }
 
-}  // namespace
-
-DiceCEResult dice_ce_fwd_bwd_cuda(const DiceCEParams& p, const float* logits, const uint8_t* target, float* dlogits,
-                                  float grad_scale, cudaStream_t stream) {
+template <class T>
+DiceCEResult launch(const DiceCEParams& p, const T* logits, const uint8_t* target, T* dlogits, float grad_scale,
+                    cudaStream_t stream) {
   DEX_CHECK(p.N >= 1 && p.S >= 1, "dice_ce_fwd_bwd_cuda: bad shape N=", p.N, " S=", p.S);
   DEX_CHECK(logits && target, "dice_ce_fwd_bwd_cuda: logits and target must not be null");
   DEX_CHECK(p.C >= 1 && p.C <= kMaxC, "dice_ce_fwd_bwd_cuda: C must be in [1, ", kMaxC, "], got ", p.C);
   const int nq = 3 * p.C + 2;
   double* sums = sums_scratch(size_t(p.N) * nq);
-  dice_ce_sums_kernel_v1<<<p.N, kThreads, 0, stream>>>(p.C, p.S, logits, target, sums);
+  dice_ce_sums_kernel_v1<T><<<p.N, kThreads, 0, stream>>>(p.C, p.S, logits, target, sums);
   DEX_LAUNCH_CHECK("dice_ce_sums_kernel_v1", stream);
   std::vector<double> h(size_t(p.N) * nq);
   DEX_CUDA_CHECK(cudaMemcpyAsync(h.data(), sums, h.size() * sizeof(double), cudaMemcpyDeviceToHost, stream));
@@ -125,10 +131,27 @@ DiceCEResult dice_ce_fwd_bwd_cuda(const DiceCEParams& p, const float* logits, co
     const int64_t total = int64_t(p.N) * p.S;
     const double wd = p.lambda_dice / (double(p.N) * p.C) * grad_scale;
     const double wc = p.lambda_ce / (double(p.N) * double(p.S)) * grad_scale;
-    dice_ce_grad_kernel_v1<<<grid_1d(total, 256), 256, 0, stream>>>(p.N, p.C, p.S, p.smooth_nr, p.smooth_dr, wd, wc,
-                                                                    logits, target, sums, dlogits);
+    dice_ce_grad_kernel_v1<T><<<grid_1d(total, 256), 256, 0, stream>>>(p.N, p.C, p.S, p.smooth_nr, p.smooth_dr, wd,
+                                                                       wc, logits, target, sums, dlogits);
     DEX_LAUNCH_CHECK("dice_ce_grad_kernel_v1", stream);
   }
+  return r;
+}
+
+}  // namespace
+
+DiceCEResult dice_ce_fwd_bwd_cuda(const DiceCEParams& p, const float* logits, const uint8_t* target, float* dlogits,
+                                  float grad_scale, cudaStream_t stream) {
+  return launch(p, logits, target, dlogits, grad_scale, stream);
+}
+
+DiceCEResult dice_ce_fwd_bwd_cuda(const DiceCEParams& p, DType dtype, const void* logits, const uint8_t* target,
+                                  void* dlogits, float grad_scale, cudaStream_t stream) {
+  DiceCEResult r;
+  storage_dispatch(dtype, "dice_ce_fwd_bwd_cuda", [&](auto t) {
+    using T = decltype(t);
+    r = launch(p, static_cast<const T*>(logits), target, static_cast<T*>(dlogits), grad_scale, stream);
+  });
   return r;
 }
 
