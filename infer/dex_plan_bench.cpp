@@ -1,11 +1,16 @@
 // dex-plan-bench: the inference plan against the tape forward (time per forward, activation memory, agreement of
 // the logits), plus the plan's memory for f32 and f16 at the chosen size.
 //   dex-plan-bench [--size 128] [--runs 1] [--seed 1] [--device cpu|cuda] [--precision f32|f16] [--no-tape]
-//                  [--schedule]
+//                  [--schedule] [--unfused] [--table] [--warmup 10]
 // The bundle's DynUNet with seeded Kaiming weights and a seeded uniform [0,1) input. The tape (f32, same device)
 // runs first, then the plan (one at a time: the tape's arena is freed before the plan is built). CPU: wall and
 // process CPU time of one forward (on a shared machine wall time mostly measures the neighbours). CUDA: the plan
-// is warmed up once (graph capture), then each timed run is one graph launch + stream synchronise, median of --runs.
+// is captured, replayed --warmup times, then --runs graph replays are each timed with CUDA events (median).
+// --unfused: the f16 plan runs the unfused kernels (PlanOptions::fused = false). --table (CUDA): the f32 plan, the
+// unfused f16 plan and the fused f16 plan, one after the other on the same input, each timed as above, with the
+// fraction of the H100 floor each reaches (1.23 ms at 128^3, issue 8: per conv layer the larger of its arithmetic
+// time at 989 TFLOP/s and its fp16 traffic at 3.35 TB/s), and the agreement of the f16 plans with the f32 plan and
+// with each other (logits relative L2 error, mask Dice). No tape in --table.
 // Agreement: f32 reports bitwise equality and the largest difference, f16 the logits' relative L2 error and the
 // Dice of the argmax masks (label 1) against the tape's.
 #include <algorithm>
@@ -35,14 +40,71 @@ double median(std::vector<double> v) {
 double gib(size_t b) { return double(b) / double(1 << 30); }
 const char* kUsage =
     "dex-plan-bench [--size S] [--runs N] [--seed S] [--device cpu|cuda] [--precision f32|f16] [--no-tape] "
-    "[--schedule]";
+    "[--schedule] [--unfused] [--table] [--warmup W]";
+constexpr double kFloorMs128 = 1.23;  // H100 SXM floor of one 128^3 forward (issue 8)
+
+double rel_l2(const std::vector<float>& got, const std::vector<float>& ref) {
+  double err = 0, nrm = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    err += (double(got[i]) - ref[i]) * (double(got[i]) - ref[i]);
+    nrm += double(ref[i]) * ref[i];
+  }
+  return std::sqrt(err / nrm);
+}
+double dice1(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
+  double inter = 0, na = 0, nb = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    inter += a[i] == 1 && b[i] == 1;
+    na += a[i] == 1;
+    nb += b[i] == 1;
+  }
+  return na + nb > 0 ? 2 * inter / (na + nb) : 1.0;
+}
+
+// --table: f32, f16 unfused, f16 fused CUDA plans, one at a time, timed by graph replays with CUDA events.
+int gpu_table(const DynUNet& net, int size, const std::vector<float>& x, int warmup, int runs) {
+  const Int3 sp{size, size, size};
+  struct Row {
+    const char* name;
+    DType precision;
+    bool fused;
+  };
+  const Row rows[] = {{"f32", DType::F32, false}, {"f16 unfused", DType::F16, false}, {"f16 fused", DType::F16, true}};
+  std::vector<std::vector<float>> logits;
+  std::vector<std::vector<uint8_t>> masks;
+  const double floor_ms = kFloorMs128 * std::pow(size / 128.0, 3);  // the floor scales with the voxel count
+  std::printf("model computation %d^3 on CUDA, %d warm-up + %d timed graph replays (CUDA events), median:\n", size,
+              warmup, runs);
+  for (const Row& r : rows) {
+    PlanOptions o;
+    o.device = Device::CUDA;
+    o.precision = r.precision;
+    o.fused = r.fused;
+    InferencePlan plan(net, sp, o);
+    plan.upload(x.data());
+    std::vector<double> t = plan.replay_times_ms(warmup, runs);
+    const double med = median(t);
+    std::printf("  %-12s %8.3f ms (min %.3f)  floor %.3f ms = %5.1f%% of this time   memory %.3f GiB%s\n", r.name,
+                med, *std::min_element(t.begin(), t.end()), floor_ms, 100 * floor_ms / med, gib(plan.memory().total()),
+                r.precision == DType::F16 && plan.fused() != r.fused ? "  (DEX_PLAN_UNFUSED=1 overrides)" : "");
+    logits.push_back(plan.logits_host());
+    masks.push_back(plan.mask_host());
+  }
+  std::printf("agreement: f16 unfused vs f32: logits rel. L2 %.3g, mask Dice %.6f\n", rel_l2(logits[1], logits[0]),
+              dice1(masks[1], masks[0]));
+  std::printf("           f16 fused vs f32:   logits rel. L2 %.3g, mask Dice %.6f\n", rel_l2(logits[2], logits[0]),
+              dice1(masks[2], masks[0]));
+  std::printf("           f16 fused vs unfused: logits rel. L2 %.3g, mask Dice %.6f\n", rel_l2(logits[2], logits[1]),
+              dice1(masks[2], masks[1]));
+  return 0;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
   try {
-    int size = 128, runs = 1;
+    int size = 128, runs = 1, warmup = 10;
     uint64_t seed = 1;
-    bool show_schedule = false, with_tape = true;
+    bool show_schedule = false, with_tape = true, unfused = false, table = false;
     Device device = Device::CPU;
     DType precision = DType::F32;
     for (int i = 1; i < argc; ++i) {
@@ -56,6 +118,9 @@ int main(int argc, char** argv) {
       else if (a == "--seed") seed = std::stoull(next());
       else if (a == "--schedule") show_schedule = true;
       else if (a == "--no-tape") with_tape = false;
+      else if (a == "--unfused") unfused = true;
+      else if (a == "--table") table = true;
+      else if (a == "--warmup") warmup = std::max(0, std::stoi(next()));
       else if (a == "--device") {
         const std::string d = next();
         if (d != "cpu" && d != "cuda") throw InputError("--device must be cpu or cuda, got " + d);
@@ -88,6 +153,10 @@ int main(int argc, char** argv) {
     std::vector<float> x(static_cast<size_t>(nin));
     for (int64_t i = 0; i < nin; ++i) x[i] = rng_uniform(seed, rng_stream(RngStream::Test), i);
 
+    if (table) {
+      if (device != Device::CUDA) throw InputError("--table times CUDA plans: add --device cuda");
+      return gpu_table(net, size, x, warmup, runs);
+    }
     std::vector<float> ref;
     if (with_tape) {
       std::vector<double> t, c;
@@ -115,22 +184,27 @@ int main(int argc, char** argv) {
     PlanOptions o;
     o.device = device;
     o.precision = precision;
+    o.fused = !unfused;
     auto t0 = Clock::now();
     InferencePlan plan(net, sp, o);
     const double build_ms = ms_since(t0);
-    be.copy(plan.input(), device, x.data(), Device::CPU, x.size() * sizeof(float), nullptr);
-    if (device == Device::CUDA) plan.run();  // warm-up: captures the CUDA graph
+    plan.upload(x.data());
     std::vector<double> t, c;
-    for (int r = 0; r < runs; ++r) {
+    if (device == Device::CUDA) t = plan.replay_times_ms(warmup, runs);  // CUDA events around graph replays
+    for (int r = 0; r < runs && device != Device::CUDA; ++r) {
       auto t1 = Clock::now();
       const double c0 = cpu_s();
       plan.run();
       t.push_back(ms_since(t1));
       c.push_back(cpu_s() - c0);
     }
-    std::printf("plan forward %d^3 %s (%s): median %.1f ms of %d (CPU time %.1f s; build %.0f ms), arena %.3f GiB, "
-                "total %.3f GiB\n", size, dtype_name(precision), device_name(device), median(t), runs, median(c),
-                build_ms, gib(plan.memory().activations), gib(plan.memory().total()));
+    std::printf("plan forward %d^3 %s%s (%s): median %.3f ms of %d (CPU time %.1f s; build %.0f ms), arena %.3f GiB, "
+                "total %.3f GiB\n", size, dtype_name(precision), precision == DType::F16 ? (plan.fused() ? " fused" : " unfused") : "",
+                device_name(device), median(t), runs, median(c), build_ms, gib(plan.memory().activations),
+                gib(plan.memory().total()));
+    if (device == Device::CUDA)
+      std::printf("H100 floor %.3f ms = %.1f%% of this time\n", kFloorMs128 * std::pow(size / 128.0, 3),
+                  100 * kFloorMs128 * std::pow(size / 128.0, 3) / median(t));
     if (!with_tape) return 0;
     const std::vector<float> got = plan.logits_host();
     if (precision == DType::F32) {

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <sstream>
@@ -15,6 +16,7 @@
 #include "kernels/cpu/conv3d_gemm.h"
 #include "kernels/elementwise.h"
 #include "kernels/half.h"
+#include "infer/plan_conv_fused.h"
 
 namespace dex {
 
@@ -73,8 +75,18 @@ int stats_parts(int64_t S) { return int(std::min<int64_t>(256, (S + 4095) / 4096
 size_t f16_partials_offset(const PlanSchedule& s) {
   return align_up(size_t(s.buffers[s.input].voxels) * s.config.in_channels * sizeof(float));
 }
+// The fused kernels' tile partials of one conv step: its output's, then (aligned) its projection's.
+size_t fused_partials_bytes(const PlanStep& st) {
+  if (st.kind != PlanStepKind::Conv) return 0;
+  const int64_t S = st.conv.out_voxels() / st.conv.N;
+  size_t b = st.out_stats >= 0 ? align_up(fused::partial_bytes(st.conv.N, st.conv.K, S)) : 0;
+  if (st.proj_out >= 0 && st.proj_stats >= 0) b += align_up(fused::partial_bytes(st.conv.N, st.conv.K, S));
+  return b;
+}
+// Statistics partials of either f16 executor (unfused: per (sample, channel) voxel ranges; fused: per tile).
 size_t f16_partials_bytes(const PlanSchedule& s) {
   size_t b = 0;
+  for (const PlanStep& st : s.steps) b = std::max(b, fused_partials_bytes(st));
   for (const PlanStep& st : s.steps)
     for (int i = 0; i < st.num_in; ++i)
       if (st.in[i].norm >= 0) {
@@ -540,6 +552,7 @@ void add_f16(int64_t n, const void* a, const void* b, void* y, bool lrelu, float
 void head_f16(int64_t voxels, int C, int K, const void* x, const float* w, const float* bias, float* logits,
               void* stream);
 void convert_to_f16(int64_t n, const float* src, void* dst, void* stream);
+std::vector<double> graph_replay_times_ms(void* graph, void* stream, int warmup, int runs);
 void conv3d_fprop_f16(const Conv3dParams& p, const void* x, const void* w, void* y, void* stream);
 void conv_transpose3d_fprop_f16(const ConvTranspose3dParams& p, const void* x, const void* w, void* y, void* stream);
 }  // namespace plan_cuda
@@ -595,6 +608,8 @@ InferencePlan::InferencePlan(const DynUNet& net, Int3 spatial, const PlanOptions
   m_be->copy(m_weights.data(), options.device, packed.data(), Device::CPU, packed.size(), nullptr);
 #if defined(DEX_HAVE_CUDA)
   if (options.device == Device::CUDA) m_stream = plan_cuda::stream_create();
+  const char* unfused = std::getenv("DEX_PLAN_UNFUSED");
+  m_fused = f16() && options.fused && !(unfused && std::string(unfused) == "1");
 #endif
 }
 
@@ -659,20 +674,38 @@ void InferencePlan::upload(const float* x) {
              m_stream);  // (CUDA: synchronises, so x may be reused at once)
 }
 
+void InferencePlan::capture() {
+#if defined(DEX_HAVE_CUDA)
+  // The whole forward is captured once as a CUDA graph (buffers never move), then replayed.
+  if (m_graph) return;
+  plan_cuda::capture_begin(m_stream);
+  try {
+    run_steps();
+  } catch (...) {
+    plan_cuda::capture_abort(m_stream);
+    throw;
+  }
+  m_graph = plan_cuda::capture_end(m_stream);
+#endif
+}
+
+std::vector<double> InferencePlan::replay_times_ms(int warmup, int runs) {
+  DEX_INPUT_CHECK(m_schedule.options.device == Device::CUDA, "inference plan: replay_times_ms times CUDA graph "
+                  "replays; this plan runs on ", device_name(m_schedule.options.device));
+#if defined(DEX_HAVE_CUDA)
+  capture();
+  return plan_cuda::graph_replay_times_ms(m_graph, m_stream, warmup, runs);
+#else
+  (void)warmup;
+  (void)runs;
+  return {};
+#endif
+}
+
 void InferencePlan::run() {
 #if defined(DEX_HAVE_CUDA)
   if (m_schedule.options.device == Device::CUDA) {
-    // The whole forward is captured once as a CUDA graph (buffers never move), then replayed.
-    if (!m_graph) {
-      plan_cuda::capture_begin(m_stream);
-      try {
-        run_steps();
-      } catch (...) {
-        plan_cuda::capture_abort(m_stream);
-        throw;
-      }
-      m_graph = plan_cuda::capture_end(m_stream);
-    }
+    capture();
     plan_cuda::graph_launch(m_graph, m_stream);
     m_be->synchronize(m_stream);
     return;
@@ -696,6 +729,29 @@ void InferencePlan::run_steps() {
       case PlanStepKind::Head: run_head(s); break;
     }
   }
+}
+
+float* InferencePlan::stats_mean(int slot) const { return m_stats.as<float>() + m_stats_offset.at(slot); }
+float* InferencePlan::stats_rstd(int slot) const {
+  const size_t nc = size_t(m_schedule.options.batch) * m_schedule.stats.at(slot).channels;
+  return stats_mean(slot) + align_up(nc * 4) / sizeof(float);
+}
+
+// A step's operand as the fused kernels read it: raw with its statistics slot (normalised in the prologue), or as
+// stored.
+plan_fused::Operand InferencePlan::fused_operand(const PlanOperand& op) const {
+  plan_fused::Operand o;
+  o.x = vbuf(op.buffer);
+  o.channels = op.channels;
+  if (op.norm >= 0) {
+    const PlanStats& st = m_schedule.stats[op.norm];
+    o.mean = stats_mean(op.norm);
+    o.rstd = stats_rstd(op.norm);
+    o.gamma = st.gamma >= 0 ? weight(st.gamma) : nullptr;
+    o.beta = st.beta >= 0 ? weight(st.beta) : nullptr;
+    o.lrelu = op.lrelu;
+  }
+  return o;
 }
 
 void InferencePlan::prologue(const PlanOperand& op) {
@@ -728,7 +784,34 @@ void InferencePlan::prologue(const PlanOperand& op) {
     m_be->leaky_relu_fwd(b.voxels * op.channels, m_schedule.config.block.negative_slope, x, x, m_stream);
 }
 
+
 void InferencePlan::run_conv(const PlanStep& s) {
+#if defined(DEX_HAVE_CUDA)
+  if (m_fused) {  // prologue, two operands, projection and statistics inside one kernel (+ the finalize kernels)
+    plan_fused::ConvJob j;
+    j.conv = s.conv;
+    j.num_in = s.num_in;
+    for (int i = 0; i < s.num_in; ++i) j.in[i] = fused_operand(s.in[i]);
+    j.w = weight(s.weight);
+    j.y = vbuf(s.out);
+    j.slope = m_schedule.config.block.negative_slope;
+    char* part = m_workspace.as<char>() + f16_partials_offset(m_schedule);
+    const int64_t S = s.conv.out_voxels() / s.conv.N;
+    if (s.out_stats >= 0) {
+      j.stats = {stats_mean(s.out_stats), stats_rstd(s.out_stats), m_schedule.stats[s.out_stats].eps, part};
+      part += align_up(fused::partial_bytes(s.conv.N, s.conv.K, S));
+    }
+    if (s.proj_out >= 0) {
+      j.proj = s.proj;
+      j.proj_w = weight(s.proj_weight);
+      j.proj_y = vbuf(s.proj_out);
+      if (s.proj_stats >= 0)
+        j.proj_stats = {stats_mean(s.proj_stats), stats_rstd(s.proj_stats), m_schedule.stats[s.proj_stats].eps, part};
+    }
+    plan_fused::conv(j, plan_fused::Variant::Best, m_stream);
+    return;
+  }
+#endif
   for (int i = 0; i < s.num_in; ++i) prologue(s.in[i]);
 #if defined(DEX_HAVE_CUDA)
   if (f16()) {
@@ -762,6 +845,23 @@ void InferencePlan::run_conv(const PlanStep& s) {
 }
 
 void InferencePlan::run_conv_transpose(const PlanStep& s) {
+#if defined(DEX_HAVE_CUDA)
+  if (m_fused) {
+    const plan_fused::Operand in = fused_operand(s.in[0]);
+    if (plan_fused::conv_transpose_supports(s.tconv, in)) {
+      plan_fused::conv_transpose(s.tconv, in, weight(s.weight), vbuf(s.out), m_schedule.config.block.negative_slope,
+                                 m_stream);
+      return;
+    }
+    if (in.mean) {  // no fused kernel for this shape: normalise the raw input in place (its statistics exist)
+      const PlanBuffer& b = m_schedule.buffers[s.in[0].buffer];
+      plan_cuda::normalise_f16(s.tconv.N, in.channels, b.voxels / s.tconv.N, vbuf(s.in[0].buffer), in.mean, in.rstd,
+                               in.gamma, in.beta, in.lrelu, m_schedule.config.block.negative_slope, m_stream);
+    }
+    plan_cuda::conv_transpose3d_fprop_f16(s.tconv, vbuf(s.in[0].buffer), weight(s.weight), vbuf(s.out), m_stream);
+    return;
+  }
+#endif
   prologue(s.in[0]);
 #if defined(DEX_HAVE_CUDA)
   if (f16()) {
@@ -773,6 +873,15 @@ void InferencePlan::run_conv_transpose(const PlanStep& s) {
 }
 
 void InferencePlan::run_residual(const PlanStep& s) {
+#if defined(DEX_HAVE_CUDA)
+  if (m_fused) {
+    const PlanBuffer& b = m_schedule.buffers[s.out];
+    const int N = m_schedule.options.batch;
+    plan_fused::residual(N, b.voxels / N, b.channels, fused_operand(s.in[0]), fused_operand(s.in[1]),
+                         vbuf(s.out), s.lrelu_out, m_schedule.config.block.negative_slope, m_stream);
+    return;
+  }
+#endif
   prologue(s.in[0]);
   prologue(s.in[1]);
   const PlanBuffer& b = m_schedule.buffers[s.out];
@@ -790,6 +899,16 @@ void InferencePlan::run_residual(const PlanStep& s) {
 }
 
 void InferencePlan::run_head(const PlanStep& s) {
+#if defined(DEX_HAVE_CUDA)
+  if (m_fused) {
+    const int N = m_schedule.options.batch;
+    plan_fused::head(N, s.conv.out_voxels() / N, fused_operand(s.in[0]), s.conv.K, weight(s.weight),
+                     weight(s.bias), fbuf(s.out), fbuf(s.probs),
+                     reinterpret_cast<uint8_t*>(m_arena.as<char>() + m_schedule.buffers[s.mask].offset),
+                     m_schedule.config.block.negative_slope, m_stream);
+    return;
+  }
+#endif
   prologue(s.in[0]);
   float* z = fbuf(s.out);
   const int64_t v = s.conv.out_voxels();

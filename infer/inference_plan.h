@@ -21,8 +21,11 @@
 // The CPU executor (fp32, the CPU backend table) runs each prologue as a separate in-place instance_norm_fwd
 // (+ leaky_relu) pass right before the consumer, which also produces the epilogue's statistics: those are the
 // exact kernels, in the exact order, that the tape forward uses, so its logits equal DynUNet::forward's bit for
-// bit. The CUDA executor (f32) runs the same schedule with the CUDA table's kernels, unfused for now, captured as one
-// CUDA graph; fused f16 kernels would apply the recorded fusions inside the convs.
+// bit. The CUDA executor (f32) runs the same schedule with the CUDA table's kernels, unfused, captured as one CUDA
+// graph. The CUDA f16 executor applies the recorded fusions inside its kernels (infer/plan_conv_fused.h: statistics
+// of the stored fp16 values in the producing conv's epilogue, normalise + LeakyReLU in the consumer's prologue,
+// two-operand concat-free conv1, the projection on conv1's centre-tap k-steps, residual add elementwise, the head in
+// one pass); PlanOptions::fused = false (or DEX_PLAN_UNFUSED=1) runs the unfused f16 kernels instead.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -37,11 +40,19 @@
 
 namespace dex {
 
+namespace plan_fused {
+struct Operand;  // infer/plan_conv_fused.h
+}
+
 struct PlanOptions {
   Device device = Device::CPU;
   DType precision = DType::F32;  // activations and conv weights: F32, or F16 (fp32 statistics and logits)
   int batch = 1;
   bool keep_input = false;  // the input buffer stays intact after run() (a click path rewriting only heatmaps)
+  // CUDA f16: the fused kernels (infer/plan_conv_fused.h: norm prologue, statistics epilogue, concat-free operands,
+  // the projection on conv1's read, one-pass head). false, or DEX_PLAN_UNFUSED=1 in the environment when the plan is
+  // built: the unfused f16 kernels (separate statistics, normalise and add passes), for comparison.
+  bool fused = true;
 };
 
 enum class PlanStepKind : uint8_t { Conv, ConvTranspose, Residual, Head };
@@ -172,6 +183,12 @@ class InferencePlan {
   // Fills the activation arena with a NaN pattern (tests: a step reading a buffer nobody wrote shows up).
   void poison_arena();
 
+  // CUDA f16 plans: whether run() uses the fused kernels (PlanOptions::fused and DEX_PLAN_UNFUSED unset).
+  bool fused() const { return m_fused; }
+  // CUDA plans: graph replays timed with CUDA events, in ms, after `warmup` untimed replays (captures the graph on
+  // first use). Runs on the plan's current input; results are those of the last replay. Throws on the CPU.
+  std::vector<double> replay_times_ms(int warmup, int runs);
+
  private:
   float* fbuf(int id) const;
   void* vbuf(int id) const;
@@ -182,6 +199,10 @@ class InferencePlan {
   void run_residual(const PlanStep& s);
   void run_head(const PlanStep& s);
   void prologue(const PlanOperand& op);  // normalise (+ LeakyReLU) the raw buffer in place
+  float* stats_mean(int slot) const;     // [N][C] of stats slot `slot`
+  float* stats_rstd(int slot) const;
+  plan_fused::Operand fused_operand(const PlanOperand& op) const;
+  void capture();                        // CUDA: capture run_steps() once as the plan's graph
   const float* weight(int i) const;
 
   PlanSchedule m_schedule;
@@ -190,6 +211,7 @@ class InferencePlan {
   std::vector<size_t> m_stats_offset;  // floats into m_stats: mean then rstd, N*C each
   void* m_stream = nullptr;            // CUDA: the plan's stream
   void* m_graph = nullptr;             // CUDA: the captured forward (cudaGraphExec_t)
+  bool m_fused = false;                // CUDA f16: the fused kernels run
 };
 
 }  // namespace dex

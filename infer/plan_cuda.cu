@@ -2,17 +2,23 @@
 //   conv3d_fprop_two_source  the decoder's conv1 over [up | skip] without a concat copy: fp32, direct (v1: one
 //                            thread per output element, taps then channels in order, fp32 accumulation), the
 //                            readable oracle for a fused kernel, not a fast one.
-//   streams and graphs       the plan's stream; capture of the whole forward into one CUDA graph, replay.
+//   streams and graphs       the plan's stream; capture of the whole forward into one CUDA graph, replay, replays
+//                            timed with CUDA events.
 //   f16 plan pieces          (fp16 storage, fp32 arithmetic and statistics; all v1, deterministic, no atomics)
 //                            instance-norm statistics (per block of voxels two passes, mean then the sum of squared
 //                            deviations, in double; the blocks' partials combined in order with Chan's formula),
-//                            normalise (+ LeakyReLU) in place, add (+ LeakyReLU),
+//                            normalise (+ LeakyReLU) in place, add (+ LeakyReLU) (the arithmetic of
+//                            plan_conv_fused.h, so the fused kernels' operands equal these stored values bit for bit),
 //                            the head's 1x1 conv + bias into fp32 logits, and wrappers over the CUDA helper's f16
 //                            convs (conv3d v2 mma.sync where it applies, else its direct kernel).
 // Opaque void* in the declarations keep CUDA headers out of inference_plan.cpp.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <vector>
+
+#include "infer/plan_conv_fused.h"
 #include "kernels/conv3d.h"
 #include "kernels/cuda/cuda_runtime.h"
 #include "kernels/cuda/ops_cuda.h"
@@ -180,9 +186,9 @@ __global__ void normalise_f16_kernel(int C, int64_t S, int64_t total, __half* __
   if (i >= total) return;
   const int c = int(i % C);
   const int n = int(i / (S * C));
-  float v = (__half2float(x[i]) - mean[n * C + c]) * rstd[n * C + c];
-  if (gamma) v = v * gamma[c] + beta[c];
-  if (lrelu) v = v > 0.f ? v : v * slope;
+  const bool affine = gamma != nullptr;
+  const float v = fused::normalise_value(__half2float(x[i]), mean[n * C + c], rstd[n * C + c], affine,
+                                         affine ? gamma[c] : 0.f, affine ? beta[c] : 0.f, lrelu != 0, slope);
   x[i] = __float2half_rn(v);
 }
 
@@ -190,8 +196,8 @@ __global__ void add_f16_kernel(int64_t n, const __half* __restrict__ a, const __
                                __half* __restrict__ y, int lrelu, float slope) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n) return;
-  float v = __half2float(a[i]) + __half2float(b[i]);
-  if (lrelu) v = v > 0.f ? v : v * slope;
+  float v = fused::f_add(__half2float(a[i]), __half2float(b[i]));
+  if (lrelu) v = fused::lrelu_value(v, slope);
   y[i] = __float2half_rn(v);
 }
 
@@ -300,6 +306,35 @@ void graph_launch(void* graph, void* stream) {
 }
 
 void graph_destroy(void* graph) noexcept { cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(graph)); }
+
+std::vector<double> graph_replay_times_ms(void* graph, void* stream, int warmup, int runs) {
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  cudaGraphExec_t g = static_cast<cudaGraphExec_t>(graph);
+  for (int i = 0; i < warmup; ++i) DEX_CUDA_CHECK(cudaGraphLaunch(g, s));
+  DEX_CUDA_CHECK(cudaStreamSynchronize(s));
+  cudaEvent_t e0 = nullptr, e1 = nullptr;
+  DEX_CUDA_CHECK(cudaEventCreate(&e0));
+  DEX_CUDA_CHECK(cudaEventCreate(&e1));
+  std::vector<double> t;
+  try {
+    for (int i = 0; i < runs; ++i) {
+      DEX_CUDA_CHECK(cudaEventRecord(e0, s));
+      DEX_CUDA_CHECK(cudaGraphLaunch(g, s));
+      DEX_CUDA_CHECK(cudaEventRecord(e1, s));
+      DEX_CUDA_CHECK(cudaEventSynchronize(e1));
+      float ms = 0;
+      DEX_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+      t.push_back(ms);
+    }
+  } catch (...) {
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    throw;
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  return t;
+}
 
 }  // namespace plan_cuda
 }  // namespace dex
