@@ -18,13 +18,15 @@ namespace {
 
 const char* kUsage =
     "usage: dex-train [--config FILE] [--dataset-dir DIR] [--output-dir DIR] [--resume] [--resume-from STATE]\n"
-    "                 [--communicator auto|local|mpi] [--print-config] [--KEY VALUE ...]\n"
+    "                 [--communicator auto|local|mpi|nccl] [--print-config] [--KEY VALUE ...]\n"
     "  --config FILE    JSON config (default configs/train.json of the source tree); configs/train_small.json is\n"
     "                   the small CPU configuration.\n"
     "  --KEY VALUE      overrides any config key (dashes or underscores): --max-epochs 5, --spatial-size [64,64,64],\n"
     "                   --learning-rate 3e-4, --device cuda, ...\n"
     "  --resume         continue from OUTPUT_DIR/state_latest.safetensors (written after every epoch)\n"
     "  --resume-from F  continue from the training state F\n"
+    "  --communicator   data parallel (mpirun -np N dex-train ...): auto = nccl on CUDA, mpi on the CPU, local\n"
+    "                   without mpirun. Gradients are all-reduced in buckets of --bucket-mb MiB during the backward.\n"
     "  Outputs in OUTPUT_DIR: model.safetensors (best val_mean_dice), state_latest.safetensors, metrics.jsonl,\n"
     "  curve.png, config.json. Progress goes to stderr.\n";
 
@@ -62,7 +64,8 @@ int main(int argc, char** argv) {
       std::printf("%s\n", dex::train_config_to_json(cfg).dump(2).c_str());
       return 0;
     }
-    comm = dex::make_communicator(args.get("communicator", "auto"), &argc, &argv);
+    comm = dex::make_communicator(args.get("communicator", "auto"), &argc, &argv,
+                                 cfg.device == "cuda" ? dex::Device::CUDA : dex::Device::CPU);
     dex::Trainer trainer(cfg, *comm);
     if (comm->is_root()) {
       std::fprintf(stderr, "dex-train: %zu training, %zu validation cases, %lld parameters, %s, %d rank(s) (%s), "

@@ -31,6 +31,8 @@ class TrainStep {
   bool apply(TrainStepResult& r);
 
   Arena& arena() { return m_arena; }
+  // The step's tape (data parallel: the trainer hooks the gradient buckets into its backward).
+  Tape& tape() { return m_tape; }
   // Mixed precision (Tape::autocast): F32 = off; F16 with an enabled loss scaler is torch.amp's recipe (spec §9).
   void set_autocast(DType dt) { m_tape.set_autocast(dt); }
   DType autocast() const { return m_tape.autocast(); }

@@ -16,6 +16,7 @@
 #include "kernels/backend.h"
 #include "layers/model_file.h"
 #include "train/adam_optimizer.h"
+#include "train/grad_buckets.h"
 #include "train/loss_scaler.h"
 #include "train/train_step.h"
 #include "train/training_state.h"
@@ -30,6 +31,7 @@ using json = nlohmann::json;
 
 const std::set<std::string>& known_keys() {
   static const std::set<std::string> k = {
+      "bucket_mb",
       "dataset_dir", "output_dir", "label_names", "spatial_size", "label_resize", "guidance_sigma", "filters",
       "strides", "kernel_sizes", "upsample_kernel_sizes", "learning_rate", "lr_step_size", "lr_gamma", "max_epochs",
       "val_interval", "num_val", "max_train_cases", "steps_per_epoch", "batch_size", "amp", "amp_emulate", "cache_rate",
@@ -166,6 +168,7 @@ TrainConfig train_config_from_json(const json& j, const std::string& name) {
   c.max_train_cases = get_int(j, name, "max_train_cases", 0, c.max_train_cases);
   c.steps_per_epoch = get_int(j, name, "steps_per_epoch", 0, c.steps_per_epoch);
   c.batch_size = get_int(j, name, "batch_size", 1, c.batch_size);
+  c.bucket_mb = get_double(j, name, "bucket_mb", 1e-6, 1e6, c.bucket_mb);
   c.amp = get_bool(j, name, "amp", c.amp);
   c.amp_emulate = get_bool(j, name, "amp_emulate", c.amp_emulate);
   c.cache_rate = get_double(j, name, "cache_rate", 0, 1, c.cache_rate);
@@ -205,6 +208,7 @@ json train_config_to_json(const TrainConfig& c) {
               {"max_train_cases", c.max_train_cases},
               {"steps_per_epoch", c.steps_per_epoch},
               {"batch_size", c.batch_size},
+              {"bucket_mb", c.bucket_mb},
               {"amp", c.amp},
               {"amp_emulate", c.amp_emulate},
               {"cache_rate", c.cache_rate},
@@ -263,6 +267,7 @@ struct Trainer::Impl {
   TrainingCounters counters;
   std::unique_ptr<CaseCache> train_cache, val_cache;
   std::vector<EpochRecord> history;
+  std::unique_ptr<GradBuckets> buckets;  // data parallel: the gradient all-reduce, overlapped with the backward
 
   Impl(const TrainConfig& c, Device dev)
       : device(dev),
@@ -459,6 +464,14 @@ EpochRecord Trainer::run_epoch(int64_t epoch) {
   const bool root = m_comm.is_root();
   const double lr = c.learning_rate * std::pow(c.lr_gamma, static_cast<double>(epoch / c.lr_step_size));
   m->opt.set_lr(static_cast<float>(lr));
+  if (m_comm.size() > 1 && !m->buckets && m_comm.accepts(m->device)) {
+    const size_t bucket_bytes = std::max<size_t>(1, static_cast<size_t>(c.bucket_mb * 1024.0 * 1024.0));
+    m->buckets = std::make_unique<GradBuckets>(m->net.parameters(), m_comm, bucket_bytes);
+    m->step.tape().set_backward_hook(m->buckets->hook());
+    if (root)
+      std::fprintf(stderr, "data parallel: %d ranks (%s), %zu gradient bucket(s) of <= %g MiB, all-reduced during the "
+                   "backward\n", m_comm.size(), m_comm.name().c_str(), m->buckets->buckets().size(), c.bucket_mb);
+  }
 
   const auto order = sampler_indices(static_cast<int64_t>(m->train_cache->size()), c.seed, epoch, m_comm.rank(),
                                      m_comm.size(), true, true);
@@ -493,6 +506,7 @@ EpochRecord Trainer::run_epoch(int64_t epoch) {
       std::copy(s.input.begin(), s.input.end(), x.begin() + b * nvox * C);
       std::copy(s.label.data.begin(), s.label.data.end(), target.begin() + b * nvox);
     }
+    if (m->buckets) m->buckets->begin();
     TrainStepResult r = m->step.forward_backward(x.data(), target.data(), static_cast<int>(N), spatial);
     // Training Dice of this step's predictions (before the update, as the bundle's train_dice).
     logits.resize(static_cast<size_t>(r.logits.numel()));
@@ -504,22 +518,20 @@ EpochRecord Trainer::run_epoch(int64_t epoch) {
       const double d = bundle_mean_dice(pred.data(), target.data() + b * nvox, nvox, c.arch.out_channels);
       if (std::isfinite(d)) acc[1] += d, acc[2] += 1;
     }
-    if (m_comm.size() > 1) {
-      // Average the gradients over ranks (each rank's loss is its own batch mean).
+    // Average the gradients over ranks (each rank's loss is its own batch mean).
+    if (m->buckets) {
+      m->buckets->finish();  // waits for the buckets started during the backward, then scales by 1/world
+    } else if (m_comm.size() > 1) {
+      // Device gradients and a communicator for host buffers only (MPI with CUDA): one blocking call via the host.
       ParameterSet& ps = m->net.parameters();
       const int64_t np = ps.numel();
       const float inv = 1.0f / static_cast<float>(m_comm.size());
-      if (m->device == Device::CPU) {
-        m_comm.allreduce_sum(ps.grads(), np);
-        for (int64_t i = 0; i < np; ++i) ps.grads()[i] *= inv;
-      } else {
-        std::vector<float> g(static_cast<size_t>(np));
-        backend(m->device).copy(g.data(), Device::CPU, ps.grads(), m->device, ps.bytes(), nullptr);
-        backend(m->device).synchronize(nullptr);
-        m_comm.allreduce_sum(g.data(), np);
-        for (auto& v : g) v *= inv;
-        backend(m->device).copy(ps.grads(), m->device, g.data(), Device::CPU, ps.bytes(), nullptr);
-      }
+      std::vector<float> g(static_cast<size_t>(np));
+      backend(m->device).copy(g.data(), Device::CPU, ps.grads(), m->device, ps.bytes(), nullptr);
+      backend(m->device).synchronize(nullptr);
+      m_comm.allreduce_sum(g.data(), np);
+      for (auto& v : g) v *= inv;
+      backend(m->device).copy(ps.grads(), m->device, g.data(), Device::CPU, ps.bytes(), nullptr);
     }
     m->step.apply(r);
     ++m->counters.step;

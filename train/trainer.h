@@ -49,6 +49,7 @@ struct TrainConfig {
   int64_t max_train_cases = 0;           // 0: every training case (else the first N of the split)
   int64_t steps_per_epoch = 0;           // 0: the whole epoch (else stop the epoch after N steps: benchmarks)
   int64_t batch_size = 1;                // per rank
+  double bucket_mb = 25;                 // data parallel: gradient bucket size in MiB, all-reduced during the backward
   bool amp = true;                       // mixed precision on CUDA (autocast f16 + loss scaler); fp32 on the CPU
   bool amp_emulate = false;              // mixed precision on any device (the CPU emulates f16 operands): tests
   double cache_rate = 1.0;
