@@ -87,14 +87,27 @@ __device__ __forceinline__ float operand_value(const Src& s, int n, int c, float
                                         affine ? s.beta[c] : 0.f, s.lrelu != 0, slope)));
 }
 
-// Per-tile statistics of `count` rows of column j of a [rows][ld] fp16 smem tile -> partial planes.
-__device__ __forceinline__ void write_tile_partial(const StatsArgs& st, const uint16_t* tile, int ld, int j, int count,
-                                                   int n, int k, int N, int K, int64_t T, int64_t t) {
-  float mean, m2;
-  fused::tile_moments([&](int r) { return h2f(tile[r * ld + j]); }, count, &mean, &m2);
-  st.part[fused::partial_index(0, n, k, t, N, K, T)] = float(count);
-  st.part[fused::partial_index(1, n, k, t, N, K, T)] = mean;
-  st.part[fused::partial_index(2, n, k, t, N, K, T)] = m2;
+// Per-tile statistics of the first `count` rows of a [rows][ld] fp16 smem tile, columns [0, P * ncols / P): all
+// kThreads threads, P = threads / ncols per column (thread tid: column tid % ncols, part tid / ncols), each part two
+// passes over its rows, the parts combined in order by part 0 (fused::combine_parts) -> partial planes at channel
+// k0 + column. scratch: 3 * threads floats of smem. Called by every thread of the block (barriers inside).
+__device__ __forceinline__ void tile_partials(const StatsArgs& st, const uint16_t* tile, int ld, int ncols, int count,
+                                              float* scratch, int n, int k0, int K, int N, int64_t T, int64_t t) {
+  const int tid = threadIdx.x, P = blockDim.x / ncols, col = tid % ncols, p = tid / ncols;
+  const int b = fused::part_begin(p, P, count), e = fused::part_begin(p + 1, P, count);
+  float mu = 0.f, m2 = 0.f;
+  if (e > b) fused::tile_moments([&](int r) { return h2f(tile[(b + r) * ld + col]); }, e - b, &mu, &m2);
+  scratch[3 * tid] = float(e - b);
+  scratch[3 * tid + 1] = mu;
+  scratch[3 * tid + 2] = m2;
+  __syncthreads();
+  if (p == 0 && k0 + col < K) {
+    fused::combine_parts(scratch + 3 * col, 3 * ncols, P, &mu, &m2);
+    st.part[fused::partial_index(0, n, k0 + col, t, N, K, T)] = float(count);
+    st.part[fused::partial_index(1, n, k0 + col, t, N, K, T)] = mu;
+    st.part[fused::partial_index(2, n, k0 + col, t, N, K, T)] = m2;
+  }
+  __syncthreads();  // scratch and the tile are read before anyone overwrites them
 }
 
 // ==== Direct ========================================================================================================
@@ -103,6 +116,8 @@ template <bool kProj>
 __global__ void __launch_bounds__(kTileRows) conv_fused_kernel_direct(const __grid_constant__ FusedArgs a) {
   constexpr int G = fused::kDirectGroup;
   __shared__ uint16_t sv[kTileRows][G];
+  __shared__ float scratch[3 * kTileRows];
+  static_assert(kTileRows / G == fused::kDirectParts, "Direct: threads per statistics column");
   const int row = threadIdx.x, n = blockIdx.z, k0 = blockIdx.y * G;
   const int64_t t = blockIdx.x;
   const ConvArgs& g = a.g;
@@ -154,9 +169,7 @@ __global__ void __launch_bounds__(kTileRows) conv_fused_kernel_direct(const __gr
         }
     if (st.part) {
       __syncthreads();
-      if (row < G && k0 + row < g.K)
-        write_tile_partial(st, &sv[0][0], G, row, count, n, k0 + row, g.N, g.K, a.T, t);
-      __syncthreads();  // sv is read before the projection's pass overwrites it
+      tile_partials(st, &sv[0][0], G, G, count, scratch, n, k0, g.K, g.N, a.T, t);
     }
   };
   emit(acc, a.y, a.st);
@@ -203,7 +216,7 @@ __global__ void __launch_bounds__(kThreads) conv_fused_kernel_mma(const __grid_c
   constexpr int kNT = BN / 8;
   constexpr int kA = kStages * kBM * kBK, kB = kStages * BN * kBK, kP = kProj ? kB : 0;
   constexpr int kLd = BN + 8;  // epilogue tile row (halves): rows g = 0..7 of a fragment hit distinct banks
-  static_assert(kBM * kLd <= kA, "the epilogue tile fits in the A ring");
+  static_assert(kBM * kLd + 2 * 3 * kThreads <= kA, "the epilogue tile and the statistics scratch fit in the A ring");
   static_assert((kA + kB + kP) * 2 <= 48 * 1024, "static shared memory");
   __shared__ __align__(128) uint16_t smem[kA + kB + kP];
   uint16_t* const sA = smem;
@@ -381,7 +394,7 @@ __global__ void __launch_bounds__(kThreads) conv_fused_kernel_mma(const __grid_c
   __syncthreads();  // every warp is done with the rings: the A ring becomes the epilogue tile
 
   // Epilogue: accumulator fragment (row g / g+8, columns 2t, 2t+1) -> packed fp16 pairs to y (kTrans: scattered) and,
-  // for the statistics, to the smem tile; then thread j < BN reduces column j over the tile's rows.
+  // for the statistics, to the smem tile; then all threads reduce its columns (tile_partials, 128 / BN per column).
   uint16_t* sT = sA;
 #pragma unroll 1
   for (int out = 0; out < (kProj ? 2 : 1); ++out) {
@@ -419,8 +432,7 @@ __global__ void __launch_bounds__(kThreads) conv_fused_kernel_mma(const __grid_c
     }
     if (!kTrans && st.part) {
       __syncthreads();
-      if (tid < BN) write_tile_partial(st, sT, kLd, tid, count, n, n_base + tid, g.N, g.K, a.T, t);
-      __syncthreads();  // the tile is read before the projection's pass overwrites it
+      tile_partials(st, sT, kLd, BN, count, reinterpret_cast<float*>(sA + kBM * kLd), n, n_base, g.K, g.N, a.T, t);
     }
   }
 }

@@ -8,7 +8,8 @@
 //     tensor). fp16 rounding of the normalised value: the operand equals, bit for bit, what the unfused path stores.
 //   - two sources: channels [0, Ca) from operand 0, [Ca, Ca + Cb) from operand 1 (the decoder's concat, never copied).
 //   - epilogue: y in fp16, and the instance-norm statistics of y: per tile (128 output voxels of one sample, never two)
-//     and channel, (count, mean, M2) in fp32, two passes over the tile's values in row order, into a workspace; then
+//     and channel, (count, mean, M2) in fp32 (P threads per column, each two passes over its rows, the P parts
+//     combined in order), into a workspace; then
 //     a finalize kernel combines a channel's tiles in a fixed order (256 contiguous ranges in order, then a fixed
 //     pairwise tree) with Chan's formula in double into mean and rstd = 1 / sqrt(M2 / n + eps). No atomics.
 //     STATISTICS ARE OF THE STORED (fp16-rounded) VALUES: the consumer normalises exactly the tensor the statistics
@@ -40,6 +41,7 @@ constexpr int kTileRows = 128;          // output voxels per tile (= v2::kBM); a
 constexpr int kDirectGroup = 8;         // output channels per block of the Direct kernel
 constexpr int kFinalizeThreads = 256;   // ranges of tiles combined in order, then a pairwise tree
 constexpr int kHeadMaxK = 8;            // the head's output channels (DeepEdit: 2)
+constexpr int kDirectParts = kTileRows / kDirectGroup;  // Direct: threads per column in the tile statistics
 
 // ---- arithmetic with explicit rounding (no multiply-add contraction: host and device give the same bits) -------
 DEX_HD inline float f_mul(float a, float b) {
@@ -141,7 +143,7 @@ inline size_t partial_bytes(int N, int K, int64_t S) {
   return size_t(3) * size_t(N) * size_t(K) * size_t(tiles_per_sample(S)) * sizeof(float);
 }
 
-// A tile's (mean, M2) of count values v(0..count-1), fp32, two passes in row order (count >= 1).
+// (mean, M2) of count values v(0..count-1), fp32, two passes in row order (count >= 1).
 template <class Get>
 DEX_HD inline void tile_moments(Get v, int count, float* mean, float* m2) {
   float s = 0.f;
@@ -163,6 +165,29 @@ DEX_HD inline void chan_combine(double& n, double& mean, double& m2, double nb, 
   mean += d * nb / tot;
   m2 += m2b + d * d * n * nb / tot;
   n = tot;
+}
+
+// A tile's column is reduced by P threads at once (Mma: 128 / BN, Direct: 16): part p holds rows
+// [part_begin(p), part_begin(p + 1)), reduced by tile_moments; the parts (count, mean, M2), stored at parts[j * stride
+// + 0..2], are combined in part order (Chan, double) into the tile's fp32 (mean, M2).
+DEX_HD inline int part_begin(int p, int P, int count) { return count * p / P; }
+DEX_HD inline void combine_parts(const float* parts, int stride, int P, float* mean, float* m2) {
+  double n = 0, mu = 0, q = 0;
+  for (int j = 0; j < P; ++j) chan_combine(n, mu, q, parts[j * stride], parts[j * stride + 1], parts[j * stride + 2]);
+  *mean = float(mu);
+  *m2 = float(q);
+}
+// The same, serially (the CPU oracle of a kernel's tile statistics with P threads per column; P <= 64).
+template <class Get>
+inline void tile_moments_split(Get v, int count, int P, float* mean, float* m2) {
+  float parts[3 * 64];
+  for (int p = 0; p < P; ++p) {
+    const int b = part_begin(p, P, count), e = part_begin(p + 1, P, count);
+    parts[3 * p] = float(e - b);
+    parts[3 * p + 1] = parts[3 * p + 2] = 0.f;
+    if (e > b) tile_moments([&](int r) { return v(b + r); }, e - b, &parts[3 * p + 1], &parts[3 * p + 2]);
+  }
+  combine_parts(parts, 3, P, mean, m2);
 }
 
 // Thread t of the finalize block combines tiles [range_begin(t), range_begin(t + 1)) in order.

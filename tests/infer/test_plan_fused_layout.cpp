@@ -170,6 +170,7 @@ TEST(FusedLayout, RangesPartitionTheTiles) {
 // <= 128 values errs by <= 128 u32 max|v| (mean); its M2, centred on a mean off by d, gains n d^2 and errs by
 // <= 128 u32 M2: rstd relative error <= (128 u32 (1 + 128 u32 (max|v| / std)^2)) / 2 + double rounding; x4 margin.
 TEST(FusedLayout, TilePartialsCombineToTheDoubleStatistics) {
+  for (int P : {1, 2, 4, fused::kDirectParts})  // threads per tile column: Mma 128 / BN, Direct 16
   for (int64_t S : {int64_t(1), int64_t(100), int64_t(128), int64_t(129), int64_t(32768 + 77), int64_t(300000)}) {
     std::vector<float> v = random_vector(S, uint64_t(S) + 11, -1.f, 1.f);
     for (float& x : v) x = round_f16(100.f + x);
@@ -178,7 +179,7 @@ TEST(FusedLayout, TilePartialsCombineToTheDoubleStatistics) {
     for (int64_t t = 0; t < T; ++t) {
       const int rows = fused::tile_rows(S, t);
       const float* tv = v.data() + t * fused::kTileRows;
-      fused::tile_moments([&](int r) { return tv[r]; }, rows, &mu[size_t(t)], &m2[size_t(t)]);
+      fused::tile_moments_split([&](int r) { return tv[r]; }, rows, P, &mu[size_t(t)], &m2[size_t(t)]);
       cnt[size_t(t)] = float(rows);
     }
     double n, mean, q;
@@ -187,10 +188,11 @@ TEST(FusedLayout, TilePartialsCombineToTheDoubleStatistics) {
     ref_stats(std::vector<double>(v.begin(), v.end()), 1, 1, 1e-5, &ref_mean, &ref_rstd);
     EXPECT_EQ(n, double(S));
     const double maxv = 101, var = 1.0 / 3;
-    EXPECT_NEAR(mean, ref_mean[0], 4 * 128 * kU32 * maxv) << "S " << S;
+    EXPECT_NEAR(mean, ref_mean[0], 4 * 128 * kU32 * maxv) << "S " << S << " P " << P;
     const float rstd = fused::rstd_of(n, q, 1e-5f);
     const double rb = 4 * (128 * kU32 * (1 + 128 * kU32 * maxv * maxv / var) / 2 + kU32);
-    EXPECT_LE(std::abs(rstd / ref_rstd[0] - 1), rb) << "S " << S << ": rstd " << rstd << " vs " << ref_rstd[0];
+    EXPECT_LE(std::abs(rstd / ref_rstd[0] - 1), rb) << "S " << S << " P " << P << ": rstd " << rstd << " vs "
+                                                    << ref_rstd[0];
   }
 }
 
@@ -202,7 +204,8 @@ struct EmuResult {
   std::vector<float> mean, rstd, pmean, prstd;
 };
 
-// The Direct kernel's loops: tile t of sample n, row r; taps in order, then the concatenated channels; fp32 fma.
+// The Direct kernel's loops: tile t of sample n, row r; taps in order, then the concatenated channels; fp32 fma;
+// tile statistics with its 16 threads per column.
 EmuResult emulate_fused(const Conv3dParams& p, const RefOperand* ops, int num_in, const std::vector<float>& w,
                         const std::vector<float>* pw, float slope, float eps) {
   const int K = p.K, taps = int(p.taps());
@@ -256,7 +259,7 @@ EmuResult emulate_fused(const Conv3dParams& p, const RefOperand* ops, int num_in
           const std::vector<float>& tl = out ? ptile : tile;
           std::vector<float>& pp = out ? ppart : part;
           float mu, m2;
-          fused::tile_moments([&](int r) { return tl[size_t(r) * K + k]; }, rows, &mu, &m2);
+          fused::tile_moments_split([&](int r) { return tl[size_t(r) * K + k]; }, rows, fused::kDirectParts, &mu, &m2);
           pp[size_t(fused::partial_index(0, n, k, t, p.N, K, T))] = float(rows);
           pp[size_t(fused::partial_index(1, n, k, t, p.N, K, T))] = mu;
           pp[size_t(fused::partial_index(2, n, k, t, p.N, K, T))] = m2;
