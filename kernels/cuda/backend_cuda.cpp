@@ -2,6 +2,8 @@
 // kernels/backend_init.cpp when a device is present.
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
+
 #include "kernels/backend.h"
 #include "kernels/cuda/cuda_runtime.h"
 #include "kernels/cuda/ops_cuda.h"
@@ -98,7 +100,8 @@ bool register_cuda_backend(std::string* why_not) {
     from_16(dt, n, src, dst, as_stream(s));
   };
   b.conv3d_workspace_bytes_mixed = [](const Conv3dParams& p, DType dt) {
-    return conv3d_dgrad_cuda_workspace_bytes(p, dt);  // dgrad v2's repacked weights; fprop and wgrad need none
+    // dgrad v2's repacked weights or wgrad v2's split partials (the two run one after the other); fprop needs none
+    return std::max(conv3d_dgrad_cuda_workspace_bytes(p, dt), conv3d_wgrad_cuda_workspace_bytes(p, dt));
   };
   b.conv3d_fprop_mixed = [](const Conv3dParams& p, DType dt, const uint16_t* x, const uint16_t* w, uint16_t* y,
                             void*, void* s) { conv3d_fprop_cuda(p, dt, x, w, y, ConvVariant::Best, as_stream(s)); };
@@ -107,8 +110,8 @@ bool register_cuda_backend(std::string* why_not) {
     conv3d_dgrad_cuda(p, dt, dy, w, dx, GradMode::Overwrite, ConvVariant::Best, ws, as_stream(s));
   };
   b.conv3d_wgrad_mixed = [](const Conv3dParams& p, DType dt, const uint16_t* x, const uint16_t* dy, float* dw,
-                            GradMode m, void*, void* s) {
-    conv3d_wgrad_cuda(p, dt, x, dy, dw, m, ConvVariant::Best, as_stream(s));
+                            GradMode m, void* ws, void* s) {
+    conv3d_wgrad_cuda(p, dt, x, dy, dw, m, ConvVariant::Best, ws, as_stream(s));
   };
   b.conv_transpose3d_workspace_bytes_mixed = [](const ConvTranspose3dParams& p, DType) {
     return convt_mixed_workspace_bytes(p);

@@ -6,11 +6,20 @@
 //              128 x {64 | 32} x 32, 4 warps of 32 x BN, mma.sync.m16n8k16 (fp32 accumulate), 3-stage cp.async ring
 //              (zero-fill outside the volume), ldmatrix from an XOR-swizzled smem layout. Needs C % 32 == 0,
 //              K % 32 == 0 and 16-byte aligned pointers (KERNELS.md §3).
-//              dgrad, stride 1: the same kernel as an fprop over dy with flipped, repacked weights (workspace) and
-//              pad' = k - 1 - pad; GradMode::Accumulate adds in the epilogue. Strided dgrad and wgrad: v1 only.
-//   Best       v2 where it applies, else v1.
+//              dgrad, strides 1 and 2 per axis: one such GEMM over dy per output parity class (stride 1: one class,
+//              the flipped-weight identity), weights repacked per class into a workspace, a scattering epilogue
+//              (conv3d_v2_layout.h: DgradPlan, class_out_row); GradMode::Accumulate adds in the epilogue.
+//              wgrad: conv3d_wgrad_kernel_v2, M = taps x C (128 rows), N = K (32 | 64), reduction over output voxels
+//              (32 per k-step) with both tiles read by ldmatrix.trans; the voxels are cut into a fixed number of
+//              splits (v2::wgrad_split), each CTA writes an fp32 partial tile to the workspace and
+//              conv3d_wgrad_reduce_kernel adds the splits in ascending order (deterministic, no atomics).
+//              Transposed conv (kernel == stride) fprop, dgrad (a conv3d fprop of dy with kernel = stride) and
+//              wgrad (a conv3d wgrad with the roles of x and dy swapped) run on the same two kernels.
+//   Best       v2 where it applies (and, for dgrad / wgrad, a workspace is given), else v1.
 // Index math: every voxel offset is formed in 64 bits from per-row bases (KERNELS.md §2, "Index width").
 #include <cuda_runtime.h>
+
+#include <type_traits>
 
 #include "kernels/cuda/conv3d_v2_layout.h"
 #include "kernels/cuda/conv_common.cuh"
@@ -168,15 +177,26 @@ __global__ void conv3d_wgrad_kernel_v1(ConvArgs a, const void* x, const void* dy
   }
 }
 
-// dgrad v2 weight repack: w'[c][tap'][k] = w[k][flip(tap')][c] (conv3d_v2_layout.h), 16-bit storage.
-__global__ void conv3d_dgrad_repack_kernel(int C, int K, int KD, int KH, int KW, const uint16_t* w, uint16_t* wt) {
-  const int taps = KD * KH * KW;
+// dgrad v2 weight repack: w[k][tap][c] goes to its parity class's w'_cls[c][u][k] (conv3d_v2_layout.h, DgradPlan);
+// the classes partition the taps, so the workspace holds exactly K x taps x C 16-bit values.
+__global__ void conv3d_dgrad_repack_kernel(v2::DgradPlan q, int C, int K, int taps, const uint16_t* w, uint16_t* wt) {
+  const int64_t n = int64_t(C) * taps * K;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const int c = static_cast<int>(i % C);
+    const int tap = static_cast<int>((i / C) % taps);
+    const int k = static_cast<int>(i / (int64_t(C) * taps));
+    wt[v2::dgrad_repack_dst(q, k, tap, c, C, K)] = w[i];
+  }
+}
+
+// Transposed-conv dgrad repack: w'[c][tap][k] = w[k][tap][c] (v2::convt_dgrad_weight_src).
+__global__ void conv_transpose3d_dgrad_repack_kernel(int C, int K, int taps, const uint16_t* w, uint16_t* wt) {
   const int64_t n = int64_t(C) * taps * K;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const int k = static_cast<int>(i % K);
     const int tap = static_cast<int>((i / K) % taps);
     const int c = static_cast<int>(i / (int64_t(K) * taps));
-    wt[i] = w[v2::dgrad_weight_src(c, tap, k, C, KD, KH, KW)];
+    wt[i] = w[v2::convt_dgrad_weight_src(c, tap, k, C, taps)];
   }
 }
 
@@ -199,6 +219,13 @@ __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_gr
 __device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], const void* smem) {
   const unsigned sa = static_cast<unsigned>(__cvta_generic_to_shared(smem));
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(sa));
+}
+
+__device__ __forceinline__ void ldmatrix_x4_trans(unsigned (&r)[4], const void* smem) {
+  const unsigned sa = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(sa));
 }
@@ -245,7 +272,8 @@ __device__ __forceinline__ float2 unpack2(unsigned v) {
 // kTrans: the transposed conv with kernel == stride as one GEMM (conv3d_v2_layout.h, convt_out_index): M = input
 // voxels, N = K x taps, K-dim = C, no gather, scattering epilogue (a.taps is the real tap count, the GEMM has 1).
 // accumulate: y += result (fp32 add of the stored value, then rounded), for dgrad with GradMode::Accumulate.
-template <bool kBf16, int BN, bool kTrans>
+// kYMap: dgrad's parity classes (ConvArgs::ymap; a separate instantiation so the fprop epilogue keeps its registers).
+template <bool kBf16, int BN, bool kTrans, bool kYMap>
 __global__ void __launch_bounds__(kV2Threads) conv3d_fprop_kernel_v2(ConvArgs a, const uint16_t* __restrict__ x,
                                                                      const uint16_t* __restrict__ w,
                                                                      uint16_t* __restrict__ y, bool accumulate) {
@@ -362,6 +390,9 @@ __global__ void __launch_bounds__(kV2Threads) conv3d_fprop_kernel_v2(ConvArgs a,
     for (int half = 0; half < 2; ++half) {
       const int64_t m = m_base + v2::acc_row(warp_m, mi, lane, half * 2);
       if (m >= M) continue;
+      int64_t yrow = m;
+      if constexpr (kYMap)
+        yrow = v2::class_out_row(m, a.OD, a.OH, a.OW, a.YD, a.YH, a.YW, a.ys0, a.ys1, a.ys2, a.yr0, a.yr1, a.yr2);
 #pragma unroll
       for (int ni = 0; ni < kNT; ++ni) {
         const int col = n_base + v2::acc_col(ni, lane, half * 2);
@@ -370,14 +401,155 @@ __global__ void __launch_bounds__(kV2Threads) conv3d_fprop_kernel_v2(ConvArgs a,
           y[v2::convt_out_index(m, col, a.D, a.H, a.W, a.KD, a.KH, a.KW, a.K)] = uint16_t(packed & 0xFFFFu);
           y[v2::convt_out_index(m, col + 1, a.D, a.H, a.W, a.KD, a.KH, a.KW, a.K)] = uint16_t(packed >> 16);
         } else if (accumulate) {
-          unsigned* dst = reinterpret_cast<unsigned*>(y + m * a.K + col);
+          unsigned* dst = reinterpret_cast<unsigned*>(y + yrow * a.K + col);
           const float2 old = unpack2<kBf16>(*dst);
           *dst = pack2<kBf16>(old.x + acc[mi][ni][half * 2], old.y + acc[mi][ni][half * 2 + 1]);
         } else {
-          *reinterpret_cast<unsigned*>(y + m * a.K + col) = packed;
+          *reinterpret_cast<unsigned*>(y + yrow * a.K + col) = packed;
         }
       }
     }
+  }
+}
+
+// ==== v2 wgrad (f16/bf16 operands, fp32 dW) ================================================================
+// GEMM D[m][n] = sum_v x[in(v, tap)][c] dy[v][k], m = (tap, c), n = k (conv3d_v2_layout.h, "wgrad v2"). Grid
+// (ceil(taps C / 128), K / BN, splits): CTA z reduces voxels [z chunk, min(L, (z + 1) chunk)) in k-steps of 32
+// and stores its fp32 tile to part[z][n][m]. Thread tid's A columns are one fixed (tap, 32 channels) group of one
+// voxel row, so it decodes one voxel (three fast divisions) per k-step. Same 3-stage cp.async ring as fprop.
+template <bool kBf16, int BN>
+__global__ void __launch_bounds__(kV2Threads)
+    conv3d_wgrad_kernel_v2(ConvArgs a, v2::FastDiv f_ow, v2::FastDiv f_oh, v2::FastDiv f_od, int64_t chunk,
+                           const uint16_t* __restrict__ x, const uint16_t* __restrict__ dy, float* __restrict__ part) {
+  static_assert(BN == 32 || BN == 64, "BN is 32 or 64");
+  constexpr int kNT = BN / 8;      // n8 tiles per warp
+  constexpr int kBChunks = BN / 8;  // 16-byte chunks per B row
+  using v2::kWgBM;
+  using v2::kWgBV;
+  __shared__ __align__(128) uint16_t sA[kStages][kWgBV * kWgBM];
+  __shared__ __align__(128) uint16_t sB[kStages][kWgBV * BN];
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int Mtot = a.taps * a.C;
+  const int m_base = blockIdx.x * kWgBM;
+  const int n_base = blockIdx.y * BN;
+  const int64_t L = int64_t(a.N) * a.OD * a.OH * a.OW;
+  const int64_t v_lo = int64_t(blockIdx.z) * chunk;
+  const int64_t v_hi = v_lo + chunk < L ? v_lo + chunk : L;
+  const int KT = static_cast<int>((v_hi - v_lo + kWgBV - 1) / kWgBV);
+
+  // This thread's A columns: 32 channels of one tap (4 chunks), fixed for the whole kernel (C % 32 == 0).
+  const int arow = v2::wg_a_row(tid);
+  const int acol = m_base + v2::wg_a_chunk(tid, 0) * 8;
+  const bool acol_ok = acol < Mtot;
+  const int atap = acol_ok ? acol / a.C : 0;
+  const int ac = acol_ok ? acol - atap * a.C : 0;
+  const int oz = (atap / (a.KH * a.KW)) * a.d0 - a.p0;
+  const int oy = ((atap / a.KW) % a.KH) * a.d1 - a.p1;
+  const int ox = (atap % a.KW) * a.d2 - a.p2;
+
+  auto load_stage = [&](int stage, int kt) {
+    const int64_t v0 = v_lo + int64_t(kt) * kWgBV;
+    {
+      const int64_t v = v0 + arow;
+      bool ok = acol_ok && v < v_hi;
+      const uint16_t* src = x;
+      if (ok) {
+        const uint32_t vv = static_cast<uint32_t>(v);  // L < 2^31 (wgrad_v2_supports)
+        const uint32_t q1 = v2::fdiv(vv, f_ow);
+        const uint32_t q2 = v2::fdiv(q1, f_oh);
+        const uint32_t q3 = v2::fdiv(q2, f_od);
+        const int ow = static_cast<int>(vv - q1 * uint32_t(a.OW));
+        const int oh = static_cast<int>(q1 - q2 * uint32_t(a.OH));
+        const int od = static_cast<int>(q2 - q3 * uint32_t(a.OD));
+        const int iz = od * a.s0 + oz, iy = oh * a.s1 + oy, ix = ow * a.s2 + ox;
+        ok = iz >= 0 && iz < a.D && iy >= 0 && iy < a.H && ix >= 0 && ix < a.W;
+        if (ok) src = x + ((((int64_t(q3) * a.D + iz) * a.H + iy) * a.W + ix) * a.C + ac);
+      }
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+        cp_async16(&sA[stage][v2::swz_rows(arow, v2::wg_a_chunk(tid, j), 16)], ok ? src + 8 * j : src, ok);
+    }
+#pragma unroll
+    for (int j = 0; j < BN / 32; ++j) {
+      const int idx = tid + kV2Threads * j;
+      const int row = v2::wg_b_row(idx, BN), ch = v2::wg_b_chunk(idx, BN);
+      const int64_t v = v0 + row;
+      const bool ok = v < v_hi;
+      const uint16_t* src = ok ? dy + (v * a.K + n_base + ch * 8) : dy;
+      cp_async16(&sB[stage][v2::swz_rows(row, ch, kBChunks)], src, ok);
+    }
+  };
+
+  float acc[2][kNT][4];
+#pragma unroll
+  for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+    for (int ni = 0; ni < kNT; ++ni)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) acc[mi][ni][q] = 0.f;
+
+#pragma unroll
+  for (int st = 0; st < kStages - 1; ++st) {
+    if (st < KT) load_stage(st, st);
+    cp_async_commit();
+  }
+
+  const int warp_m = warp * 32;
+  for (int kt = 0; kt < KT; ++kt) {
+    cp_async_wait<kStages - 2>();
+    __syncthreads();
+    const int pre = kt + kStages - 1;
+    if (pre < KT) load_stage(pre % kStages, pre);
+    cp_async_commit();
+    const uint16_t* tA = sA[kt % kStages];
+    const uint16_t* tB = sB[kt % kStages];
+#pragma unroll
+    for (int kk = 0; kk < 2; ++kk) {
+      unsigned af[2][4];
+#pragma unroll
+      for (int mi = 0; mi < 2; ++mi)
+        ldmatrix_x4_trans(af[mi], &tA[v2::swz_rows(v2::wg_lda_row(kk, lane), v2::wg_lda_chunk(warp_m, mi, lane), 16)]);
+      unsigned bf[kNT][2];
+#pragma unroll
+      for (int nj = 0; nj < kNT / 2; ++nj) {
+        unsigned r[4];
+        ldmatrix_x4_trans(r, &tB[v2::swz_rows(v2::wg_ldb_row(kk, lane), v2::wg_ldb_chunk(nj, lane), kBChunks)]);
+        bf[2 * nj][0] = r[0];
+        bf[2 * nj][1] = r[1];
+        bf[2 * nj + 1][0] = r[2];
+        bf[2 * nj + 1][1] = r[3];
+      }
+#pragma unroll
+      for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+        for (int ni = 0; ni < kNT; ++ni) mma_16816<kBf16>(acc[mi][ni], af[mi], bf[ni][0], bf[ni][1]);
+    }
+  }
+  cp_async_wait<0>();
+
+  // Epilogue: fp32 partial tile, element (row m, column n) to part[z][n][m] (the dW layout [k][tap][c]).
+  float* out = part + int64_t(blockIdx.z) * a.K * Mtot;
+#pragma unroll
+  for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const int m = m_base + v2::acc_row(warp_m, mi, lane, q);
+      if (m >= Mtot) continue;
+#pragma unroll
+      for (int ni = 0; ni < kNT; ++ni) out[int64_t(n_base + v2::acc_col(ni, lane, q)) * Mtot + m] = acc[mi][ni][q];
+    }
+}
+
+// Second pass of wgrad v2: dw[wgrad_dst(i)] (=|+=) sum over splits s = 0, 1, ... of part[s][i], in that order (double
+// sum of fp32 partials, rounded once). N = GEMM columns, taps, Cm = C of the GEMM's (tap, c) rows.
+__global__ void conv3d_wgrad_reduce_kernel(int64_t W, int splits, int N, int taps, int Cm, bool transposed,
+                                           const float* __restrict__ part, float* __restrict__ dw, bool accumulate) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < W; i += int64_t(gridDim.x) * blockDim.x) {
+    double s = 0;
+    for (int sp = 0; sp < splits; ++sp) s += part[int64_t(sp) * W + i];
+    const int64_t o = v2::wgrad_dst(i, N, taps, Cm, transposed);
+    dw[o] = accumulate ? dw[o] + static_cast<float>(s) : static_cast<float>(s);
   }
 }
 
@@ -444,24 +616,121 @@ void launch_wgrad_v1(const Conv3dParams& p, St s, const void* x, const void* dy,
   DEX_LAUNCH_CHECK("conv3d_wgrad_kernel_v1", stream);
 }
 
-void launch_fprop_v2(const Conv3dParams& p, DType dtype, const void* x, const void* w, void* y, bool accumulate,
-                     cudaStream_t stream) {
-  const ConvArgs a = make_args(p);
+// The v2 GEMM kernel on a prepared argument block: M GEMM rows, Nn GEMM columns (a.K; K x taps when kTrans).
+template <bool kTrans>
+void launch_v2_gemm(const ConvArgs& a, int64_t M, int Nn, DType dtype, const void* x, const void* w, void* y,
+                    bool accumulate, cudaStream_t stream) {
   const bool bf = dtype == DType::BF16;
   const auto* xs = static_cast<const uint16_t*>(x);
   const auto* ws = static_cast<const uint16_t*>(w);
   auto* ys = static_cast<uint16_t*>(y);
-  const unsigned gm = static_cast<unsigned>((p.out_voxels() + kBM - 1) / kBM);
-  if (p.K % 64 == 0) {
-    const dim3 grid(gm, p.K / 64);
-    if (bf) conv3d_fprop_kernel_v2<true, 64, false><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys, accumulate);
-    else conv3d_fprop_kernel_v2<false, 64, false><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys, accumulate);
+  DEX_CHECK((M + kBM - 1) / kBM <= 2147483647LL, "conv3d v2: too many GEMM rows for the grid");
+  const unsigned gm = static_cast<unsigned>((M + kBM - 1) / kBM);
+  const auto go = [&](auto ymap) {
+    constexpr bool kY = decltype(ymap)::value;
+    if (Nn % 64 == 0) {
+      const dim3 grid(gm, Nn / 64);
+      if (bf) conv3d_fprop_kernel_v2<true, 64, kTrans, kY><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys, accumulate);
+      else conv3d_fprop_kernel_v2<false, 64, kTrans, kY><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys, accumulate);
+    } else {
+      const dim3 grid(gm, Nn / 32);
+      if (bf) conv3d_fprop_kernel_v2<true, 32, kTrans, kY><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys, accumulate);
+      else conv3d_fprop_kernel_v2<false, 32, kTrans, kY><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys, accumulate);
+    }
+  };
+  DEX_CHECK(!(kTrans && a.ymap), "conv3d v2: the transposed GEMM has no parity-class epilogue");
+  if constexpr (kTrans) {
+    go(std::false_type{});
   } else {
-    const dim3 grid(gm, p.K / 32);
-    if (bf) conv3d_fprop_kernel_v2<true, 32, false><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys, accumulate);
-    else conv3d_fprop_kernel_v2<false, 32, false><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys, accumulate);
+    if (a.ymap) go(std::true_type{});
+    else go(std::false_type{});
   }
-  DEX_LAUNCH_CHECK("conv3d_fprop_kernel_v2", stream);
+  DEX_LAUNCH_CHECK(kTrans ? "conv3d_fprop_kernel_v2 (transposed)" : "conv3d_fprop_kernel_v2", stream);
+}
+
+void launch_fprop_v2(const Conv3dParams& p, DType dtype, const void* x, const void* w, void* y, cudaStream_t stream) {
+  launch_v2_gemm<false>(make_args(p), p.out_voxels(), p.K, dtype, x, w, y, false, stream);
+}
+
+// dgrad v2: repack the weights per parity class, then one stride-1 GEMM per class over dy (conv3d_v2_layout.h).
+void launch_dgrad_v2(const Conv3dParams& p, DType dtype, const void* dy, const void* w, void* dx, bool acc, void* ws,
+                     cudaStream_t stream) {
+  const int kk[3] = {p.KD, p.KH, p.KW};
+  const v2::DgradPlan plan = v2::make_dgrad_plan(p.D, p.H, p.W, p.C, p.K, kk, p.stride, p.pad);
+  auto* wt = static_cast<uint16_t*>(ws);
+  conv3d_dgrad_repack_kernel<<<grid_1d(p.weight_elems(), 256), 256, 0, stream>>>(
+      plan, p.C, p.K, static_cast<int>(p.taps()), static_cast<const uint16_t*>(w), wt);
+  DEX_LAUNCH_CHECK("conv3d_dgrad_repack_kernel", stream);
+  for (int cls = 0; cls < plan.classes; ++cls) {
+    const int r0 = plan.cls_r(cls, 0), r1 = plan.cls_r(cls, 1), r2 = plan.cls_r(cls, 2);
+    ConvArgs a{};
+    a.N = p.N; a.C = p.K; a.K = p.C; a.D = p.OD(); a.H = p.OH(); a.W = p.OW();
+    a.OD = plan.ax[0].J[r0]; a.OH = plan.ax[1].J[r1]; a.OW = plan.ax[2].J[r2];
+    if (a.OD == 0 || a.OH == 0 || a.OW == 0) continue;  // no dx voxel has this parity
+    a.KD = plan.ax[0].T[r0]; a.KH = plan.ax[1].T[r1]; a.KW = plan.ax[2].T[r2];
+    a.taps = a.KD * a.KH * a.KW;
+    if (a.taps == 0 && acc) continue;  // no tap reaches these voxels: dx += 0. Overwrite still writes the zeros.
+    a.s0 = a.s1 = a.s2 = 1;
+    a.p0 = plan.ax[0].pad[r0]; a.p1 = plan.ax[1].pad[r1]; a.p2 = plan.ax[2].pad[r2];
+    a.d0 = a.d1 = a.d2 = 1;
+    a.ymap = 1;
+    a.ys0 = p.stride[0]; a.ys1 = p.stride[1]; a.ys2 = p.stride[2];
+    a.yr0 = r0; a.yr1 = r1; a.yr2 = r2;
+    a.YD = p.D; a.YH = p.H; a.YW = p.W;
+    launch_v2_gemm<false>(a, int64_t(a.N) * a.OD * a.OH * a.OW, p.C, dtype, dy, wt + plan.off[cls], dx, acc, stream);
+  }
+}
+
+bool wgrad_v2_supports(const Conv3dParams& p, DType dtype, std::string* why) {
+  auto no = [&](const std::string& s) {
+    if (why) *why = s;
+    return false;
+  };
+  if (dtype != DType::F16 && dtype != DType::BF16) return no(str("v2 needs f16 or bf16 storage, got ", dtype_name(dtype)));
+  if (p.C % 32 != 0) return no(str("wgrad v2 needs C % 32 == 0, got C = ", p.C));
+  if (p.K % 32 != 0) return no(str("wgrad v2 needs K % 32 == 0, got K = ", p.K));
+  if (p.out_voxels() >= (int64_t(1) << 31)) return no("wgrad v2 needs fewer than 2^31 output voxels (32-bit decode)");
+  if (p.taps() * p.C >= (int64_t(1) << 31) / p.K) return no("wgrad v2: weight tensor too large");
+  return true;
+}
+
+v2::WgradSplit wgrad_plan(const Conv3dParams& p) {
+  const int64_t tiles = (p.taps() * p.C + v2::kWgBM - 1) / v2::kWgBM * (p.K % 64 == 0 ? p.K / 64 : p.K / 32);
+  return v2::wgrad_split(p.out_voxels(), tiles);
+}
+size_t wgrad_v2_workspace_bytes(const Conv3dParams& p) {
+  return static_cast<size_t>(wgrad_plan(p).splits) * static_cast<size_t>(p.weight_elems()) * sizeof(float);
+}
+
+// wgrad v2: partial GEMMs into the workspace, then the ordered reduction into dw. transposed: p is a transposed
+// conv's wgrad seen as a conv3d wgrad with x and dy swapped; dw is written in the transposed conv's layout.
+void launch_wgrad_v2(const Conv3dParams& p, DType dtype, const void* x, const void* dy, float* dw, bool acc,
+                     bool transposed, void* ws, cudaStream_t stream) {
+  const ConvArgs a = make_args(p);
+  const v2::WgradSplit sp = wgrad_plan(p);
+  DEX_CHECK(sp.splits <= 65535, "conv3d wgrad v2: too many splits");
+  const bool bf = dtype == DType::BF16;
+  const auto* xs = static_cast<const uint16_t*>(x);
+  const auto* ds = static_cast<const uint16_t*>(dy);
+  auto* part = static_cast<float*>(ws);
+  const v2::FastDiv f_ow = v2::make_fastdiv(uint32_t(a.OW)), f_oh = v2::make_fastdiv(uint32_t(a.OH)),
+                    f_od = v2::make_fastdiv(uint32_t(a.OD));
+  const unsigned gm = static_cast<unsigned>((p.taps() * p.C + v2::kWgBM - 1) / v2::kWgBM);
+  const unsigned gz = static_cast<unsigned>(sp.splits);
+  if (p.K % 64 == 0) {
+    const dim3 grid(gm, p.K / 64, gz);
+    if (bf) conv3d_wgrad_kernel_v2<true, 64><<<grid, kV2Threads, 0, stream>>>(a, f_ow, f_oh, f_od, sp.chunk, xs, ds, part);
+    else conv3d_wgrad_kernel_v2<false, 64><<<grid, kV2Threads, 0, stream>>>(a, f_ow, f_oh, f_od, sp.chunk, xs, ds, part);
+  } else {
+    const dim3 grid(gm, p.K / 32, gz);
+    if (bf) conv3d_wgrad_kernel_v2<true, 32><<<grid, kV2Threads, 0, stream>>>(a, f_ow, f_oh, f_od, sp.chunk, xs, ds, part);
+    else conv3d_wgrad_kernel_v2<false, 32><<<grid, kV2Threads, 0, stream>>>(a, f_ow, f_oh, f_od, sp.chunk, xs, ds, part);
+  }
+  DEX_LAUNCH_CHECK("conv3d_wgrad_kernel_v2", stream);
+  const int64_t W = p.weight_elems();
+  conv3d_wgrad_reduce_kernel<<<grid_1d(W, 256), 256, 0, stream>>>(W, sp.splits, p.K, static_cast<int>(p.taps()), p.C,
+                                                                   transposed, part, dw, acc);
+  DEX_LAUNCH_CHECK("conv3d_wgrad_reduce_kernel", stream);
 }
 
 void check_problem(const Conv3dParams& p, const char* what) {
@@ -496,6 +765,7 @@ bool conv3d_fprop_cuda_supports(const Conv3dParams& p, DType dtype, ConvVariant 
     return false;
   }
   if (v == ConvVariant::Mma) return v2_supports(p, dtype, why);
+  // >>> ConvVariant::Wgmma (conv3d_wgmma.h, the lead wires it): return its own supports() here. <<<
   return true;  // Direct and Best (which falls back to Direct) take every valid shape
 }
 
@@ -504,6 +774,8 @@ void conv3d_fprop_cuda(const Conv3dParams& p, DType dtype, const void* x, const 
   check_problem(p, "conv3d_fprop_cuda");
   std::string why;
   DEX_CHECK(conv3d_fprop_cuda_supports(p, dtype, v, &why), "conv3d_fprop_cuda (", conv_variant_name(v), "): ", why);
+  // >>> ConvVariant::Wgmma dispatch goes here (before v2): v == Wgmma, or Best where the wgmma kernel supports the
+  //     shape and is faster (conv3d_wgmma.h). Not written by the v2 owner. <<<
   const bool use_v2 = v == ConvVariant::Mma || (v == ConvVariant::Best && v2_supports(p, dtype, nullptr) &&
                                                 aligned16(x) && aligned16(w) && aligned16(y));
   if (!use_v2) {
@@ -511,7 +783,7 @@ void conv3d_fprop_cuda(const Conv3dParams& p, DType dtype, const void* x, const 
     return;
   }
   DEX_CHECK(aligned16(x) && aligned16(w) && aligned16(y), "conv3d_fprop_cuda (v2): x, w and y must be 16-byte aligned");
-  launch_fprop_v2(p, dtype, x, w, y, false, stream);
+  launch_fprop_v2(p, dtype, x, w, y, stream);
 }
 
 namespace {
@@ -521,11 +793,12 @@ bool dgrad_v2_supports(const Conv3dParams& p, DType dtype, std::string* why) {
     return false;
   };
   if (dtype != DType::F16 && dtype != DType::BF16) return no(str("v2 needs f16 or bf16 storage, got ", dtype_name(dtype)));
-  for (int i = 0; i < 3; ++i)
-    if (p.stride[i] != 1 || p.dil[i] != 1) return no("dgrad v2 needs stride 1 and dilation 1 (strided dgrad: v1)");
+  for (int i = 0; i < 3; ++i) {
+    if (p.dil[i] != 1) return no("dgrad v2 needs dilation 1 (dilated dgrad: v1)");
+    if (p.stride[i] != 1 && p.stride[i] != 2) return no(str("dgrad v2 needs stride 1 or 2 per axis, got ", p.stride[i]));
+  }
   if (p.K % kBK != 0) return no(str("dgrad v2 needs K % 32 == 0, got K = ", p.K));
   if (p.C % 32 != 0) return no(str("dgrad v2 needs C % 32 == 0, got C = ", p.C));
-  if (p.pad[0] > p.KD - 1 || p.pad[1] > p.KH - 1 || p.pad[2] > p.KW - 1) return no("dgrad v2 needs pad <= k - 1");
   return true;
 }
 }  // namespace
@@ -559,34 +832,54 @@ void conv3d_dgrad_cuda(const Conv3dParams& p, DType dtype, const void* dy, const
             conv3d_dgrad_cuda_workspace_bytes(p, dtype), " bytes");
   DEX_CHECK(aligned16(dy) && aligned16(dx) && aligned16(workspace),
             "conv3d_dgrad_cuda (v2): dy, dx and the workspace must be 16-byte aligned");
-  const Conv3dParams q = conv3d_dgrad_as_fprop_params(p);  // dil 1 here (dgrad_v2_supports)
-  DEX_CHECK(q.OD() == p.D && q.OH() == p.H && q.OW() == p.W, "conv3d_dgrad_cuda (v2): dx extent mismatch");
-  conv3d_dgrad_repack_kernel<<<grid_1d(p.weight_elems(), 256), 256, 0, stream>>>(
-      p.C, p.K, p.KD, p.KH, p.KW, static_cast<const uint16_t*>(w), static_cast<uint16_t*>(workspace));
-  DEX_LAUNCH_CHECK("conv3d_dgrad_repack_kernel", stream);
-  launch_fprop_v2(q, dtype, dy, workspace, dx, acc, stream);
+  launch_dgrad_v2(p, dtype, dy, w, dx, acc, workspace, stream);
 }
 
-bool conv3d_wgrad_cuda_supports(const Conv3dParams&, DType dtype, ConvVariant v, std::string* why) {
-  if (v == ConvVariant::Mma) {
-    if (why) *why = "wgrad has no v2 (mma) variant yet; use v1 (Direct) or Best";
-    return false;
-  }
+size_t conv3d_wgrad_cuda_workspace_bytes(const Conv3dParams& p, DType dtype) {
+  return wgrad_v2_supports(p, dtype, nullptr) ? wgrad_v2_workspace_bytes(p) : 0;
+}
+
+bool conv3d_wgrad_cuda_supports(const Conv3dParams& p, DType dtype, ConvVariant v, std::string* why) {
   if (dtype != DType::F32 && dtype != DType::F16 && dtype != DType::BF16) {
     if (why) *why = str("unsupported storage dtype ", dtype_name(dtype));
     return false;
   }
+  if (v == ConvVariant::Mma) return wgrad_v2_supports(p, dtype, why);
   return true;
 }
+
 void conv3d_wgrad_cuda(const Conv3dParams& p, DType dtype, const void* x, const void* dy, float* dw, GradMode mode,
-                       ConvVariant v, cudaStream_t stream) {
+                       ConvVariant v, void* workspace, cudaStream_t stream) {
   check_problem(p, "conv3d_wgrad_cuda");
   std::string why;
   DEX_CHECK(conv3d_wgrad_cuda_supports(p, dtype, v, &why), "conv3d_wgrad_cuda (", conv_variant_name(v), "): ", why);
-  launch_wgrad_v1(p, storage(dtype), x, dy, dw, mode == GradMode::Accumulate, stream);
+  const bool acc = mode == GradMode::Accumulate;
+  const bool use_v2 = v == ConvVariant::Mma || (v == ConvVariant::Best && workspace && wgrad_v2_supports(p, dtype, nullptr) &&
+                                                aligned16(x) && aligned16(dy) && aligned16(workspace));
+  if (!use_v2) {
+    launch_wgrad_v1(p, storage(dtype), x, dy, dw, acc, stream);
+    return;
+  }
+  DEX_CHECK(workspace, "conv3d_wgrad_cuda (v2): needs a workspace of conv3d_wgrad_cuda_workspace_bytes() = ",
+            conv3d_wgrad_cuda_workspace_bytes(p, dtype), " bytes");
+  DEX_CHECK(aligned16(x) && aligned16(dy) && aligned16(workspace),
+            "conv3d_wgrad_cuda (v2): x, dy and the workspace must be 16-byte aligned");
+  launch_wgrad_v2(p, dtype, x, dy, dw, acc, false, workspace, stream);
 }
 
-// ---- transposed conv (kernel == stride) as one v2 GEMM; called by conv_transpose3d.cu -------------------------------
+// ---- transposed conv (kernel == stride) on the v2 kernels; called by conv_transpose3d.cu --------------------------
+namespace {
+// The conv3d whose fprop is the transposed conv's dgrad and whose wgrad (x and dy swapped) is its wgrad: input = the
+// transposed conv's output (C = its K), output = its input (K = its C), kernel = stride, no padding.
+Conv3dParams convt_as_conv3d(const ConvTranspose3dParams& p) {
+  Conv3dParams q;
+  q.N = p.N; q.C = p.K; q.K = p.C; q.D = p.OD(); q.H = p.OH(); q.W = p.OW();
+  q.KD = p.KD; q.KH = p.KH; q.KW = p.KW;
+  q.stride[0] = p.stride[0]; q.stride[1] = p.stride[1]; q.stride[2] = p.stride[2];
+  return q;
+}
+}  // namespace
+
 bool conv_transpose3d_v2_supports(const ConvTranspose3dParams& p, DType dtype, std::string* why) {
   auto no = [&](const std::string& s) {
     if (why) *why = s;
@@ -598,6 +891,24 @@ bool conv_transpose3d_v2_supports(const ConvTranspose3dParams& p, DType dtype, s
   if (p.C % kBK != 0) return no(str("v2 needs C % 32 == 0, got C = ", p.C));
   if ((int64_t(p.K) * p.taps()) % 32 != 0) return no(str("v2 needs K x taps % 32 == 0, got ", p.K * p.taps()));
   return true;
+}
+
+// dgrad and wgrad v2 also need K % 32 == 0 (K is the reduction / a GEMM side there).
+bool conv_transpose3d_bwd_v2_supports(const ConvTranspose3dParams& p, DType dtype, std::string* why) {
+  if (!conv_transpose3d_v2_supports(p, dtype, why)) return false;
+  if (p.K % 32 != 0) {
+    if (why) *why = str("dgrad / wgrad v2 need K % 32 == 0, got K = ", p.K);
+    return false;
+  }
+  if (!wgrad_v2_supports(convt_as_conv3d(p), dtype, why)) return false;
+  return true;
+}
+
+size_t conv_transpose3d_dgrad_v2_workspace_bytes(const ConvTranspose3dParams& p) {
+  return static_cast<size_t>(p.weight_elems()) * 2;
+}
+size_t conv_transpose3d_wgrad_v2_workspace_bytes(const ConvTranspose3dParams& p) {
+  return wgrad_v2_workspace_bytes(convt_as_conv3d(p));
 }
 
 void conv_transpose3d_fprop_v2_launch(const ConvTranspose3dParams& p, DType dtype, const void* x, const void* w,
@@ -612,24 +923,37 @@ void conv_transpose3d_fprop_v2_launch(const ConvTranspose3dParams& p, DType dtyp
   a.s0 = p.stride[0]; a.s1 = p.stride[1]; a.s2 = p.stride[2];
   a.d0 = a.d1 = a.d2 = 1;
   a.taps = p.KD * p.KH * p.KW;
-  const int64_t M = int64_t(p.N) * p.D * p.H * p.W;
-  const int NN = p.K * a.taps;
-  const bool accumulate = false;
-  const bool bf = dtype == DType::BF16;
-  const auto* xs = static_cast<const uint16_t*>(x);
-  const auto* ws = static_cast<const uint16_t*>(w);
-  auto* ys = static_cast<uint16_t*>(y);
-  const unsigned gm = static_cast<unsigned>((M + kBM - 1) / kBM);
-  if (NN % 64 == 0) {
-    const dim3 grid(gm, NN / 64);
-    if (bf) conv3d_fprop_kernel_v2<true, 64, true><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys, accumulate);
-    else conv3d_fprop_kernel_v2<false, 64, true><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys, accumulate);
-  } else {
-    const dim3 grid(gm, NN / 32);
-    if (bf) conv3d_fprop_kernel_v2<true, 32, true><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys, accumulate);
-    else conv3d_fprop_kernel_v2<false, 32, true><<<grid, kV2Threads, 0, stream>>>(a, xs, ws, ys, accumulate);
-  }
-  DEX_LAUNCH_CHECK("conv3d_fprop_kernel_v2 (transposed)", stream);
+  launch_v2_gemm<true>(a, int64_t(p.N) * p.D * p.H * p.W, p.K * a.taps, dtype, x, w, y, false, stream);
+}
+
+// dgrad: dx = conv3d fprop over dy (kernel = stride) with w'[c][tap][k] = w[k][tap][c] repacked into the workspace.
+void conv_transpose3d_dgrad_v2_launch(const ConvTranspose3dParams& p, DType dtype, const void* dy, const void* w,
+                                      void* dx, bool acc, void* ws, cudaStream_t stream) {
+  std::string why;
+  DEX_CHECK(conv_transpose3d_bwd_v2_supports(p, dtype, &why), "conv_transpose3d_dgrad_cuda (v2): ", why);
+  DEX_CHECK(ws, "conv_transpose3d_dgrad_cuda (v2): needs a workspace of conv_transpose3d_dgrad_cuda_workspace_bytes() = ",
+            conv_transpose3d_dgrad_v2_workspace_bytes(p), " bytes");
+  DEX_CHECK(aligned16(dy) && aligned16(dx) && aligned16(ws),
+            "conv_transpose3d_dgrad_cuda (v2): dy, dx and the workspace must be 16-byte aligned");
+  const Conv3dParams q = convt_as_conv3d(p);
+  DEX_CHECK(q.OD() == p.D && q.OH() == p.H && q.OW() == p.W, "conv_transpose3d_dgrad_cuda (v2): dx extent mismatch");
+  auto* wt = static_cast<uint16_t*>(ws);
+  conv_transpose3d_dgrad_repack_kernel<<<grid_1d(p.weight_elems(), 256), 256, 0, stream>>>(
+      p.C, p.K, static_cast<int>(p.taps()), static_cast<const uint16_t*>(w), wt);
+  DEX_LAUNCH_CHECK("conv_transpose3d_dgrad_repack_kernel", stream);
+  launch_v2_gemm<false>(make_args(q), q.out_voxels(), q.K, dtype, dy, wt, dx, acc, stream);
+}
+
+// wgrad: the conv3d wgrad of q with x3 = dy and dy3 = x; the reduction writes dw in [K][taps][C] order.
+void conv_transpose3d_wgrad_v2_launch(const ConvTranspose3dParams& p, DType dtype, const void* x, const void* dy,
+                                      float* dw, bool acc, void* ws, cudaStream_t stream) {
+  std::string why;
+  DEX_CHECK(conv_transpose3d_bwd_v2_supports(p, dtype, &why), "conv_transpose3d_wgrad_cuda (v2): ", why);
+  DEX_CHECK(ws, "conv_transpose3d_wgrad_cuda (v2): needs a workspace of conv_transpose3d_wgrad_cuda_workspace_bytes() = ",
+            conv_transpose3d_wgrad_v2_workspace_bytes(p), " bytes");
+  DEX_CHECK(aligned16(x) && aligned16(dy) && aligned16(ws),
+            "conv_transpose3d_wgrad_cuda (v2): x, dy and the workspace must be 16-byte aligned");
+  launch_wgrad_v2(convt_as_conv3d(p), dtype, dy, x, dw, acc, true, ws, stream);
 }
 
 }  // namespace dex

@@ -40,10 +40,13 @@ __device__ __forceinline__ void st_grad(void* p, int64_t i, float v, bool accumu
 }
 
 // Plain-old-data copy of a conv problem for kernel arguments (output extents precomputed).
+// ymap = 1 (dgrad v2's parity classes): GEMM output row m = (n, od, oh, ow) over (OD, OH, OW) is stored at voxel
+// (n, ys0 od + yr0, ys1 oh + yr1, ys2 ow + yr2) of a (YD, YH, YW) tensor (v2::class_out_row); ymap = 0: row m.
 struct ConvArgs {
   int N, C, K, D, H, W, OD, OH, OW, KD, KH, KW;
   int s0, s1, s2, p0, p1, p2, d0, d1, d2;
   int taps;
+  int ymap, ys0, ys1, ys2, yr0, yr1, yr2, YD, YH, YW;
 };
 
 }  // namespace dex

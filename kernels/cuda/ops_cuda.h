@@ -58,7 +58,8 @@ void adam_step_cuda(const AdamParams& a, int64_t step, int64_t n, float* param, 
 // Variants (STYLE.md §1; the file header of conv3d.cu lists them):
 //   Direct: v1, one thread per output voxel x 8 output channels (fp32 accumulate), the readable oracle.
 //   Mma:    v2, implicit GEMM on tensor cores, mma.sync.m16n8k16 + cp.async (3 stages) + ldmatrix (fprop; dgrad at
-//           stride 1 through flipped weights; transposed fprop with kernel == stride).
+//           strides 1 and 2 as one GEMM per output parity class; wgrad as a split-voxel GEMM with an ordered
+//           reduction; transposed conv fprop / dgrad / wgrad with kernel == stride).
 //   Best:   the fastest variant that supports the case.
 enum class ConvVariant { Best, Direct, Mma };
 const char* conv_variant_name(ConvVariant v);
@@ -79,7 +80,7 @@ bool conv3d_fprop_cuda_supports(const Conv3dParams& p, DType dtype, ConvVariant 
                                 std::string* why = nullptr);
 void conv3d_fprop_cuda(const Conv3dParams& p, DType dtype, const void* x, const void* w, void* y,
                        ConvVariant v = ConvVariant::Best, cudaStream_t stream = nullptr);
-// dgrad v2 (stride 1, C and K multiples of 32) repacks the weights into `workspace`
+// dgrad v2 (strides 1 / 2, dilation 1, C and K multiples of 32) repacks the weights into `workspace`
 // (conv3d_dgrad_cuda_workspace_bytes; 0 when v2 does not apply). Best without a workspace runs v1.
 size_t conv3d_dgrad_cuda_workspace_bytes(const Conv3dParams& p, DType dtype);
 bool conv3d_dgrad_cuda_supports(const Conv3dParams& p, DType dtype, ConvVariant v = ConvVariant::Best,
@@ -88,8 +89,15 @@ void conv3d_dgrad_cuda(const Conv3dParams& p, DType dtype, const void* dy, const
                        ConvVariant v = ConvVariant::Best, void* workspace = nullptr, cudaStream_t stream = nullptr);
 bool conv3d_wgrad_cuda_supports(const Conv3dParams& p, DType dtype, ConvVariant v = ConvVariant::Best,
                                 std::string* why = nullptr);
+// wgrad v2 (C and K multiples of 32, < 2^31 output voxels) writes fp32 partials of a fixed number of voxel splits
+// into `workspace` (conv3d_wgrad_cuda_workspace_bytes; 0 when v2 does not apply) and adds them in order
+// (deterministic). Best without a workspace runs v1. NOTE: the workspace argument sits before the stream, as in dgrad.
+size_t conv3d_wgrad_cuda_workspace_bytes(const Conv3dParams& p, DType dtype);
 void conv3d_wgrad_cuda(const Conv3dParams& p, DType dtype, const void* x, const void* dy, float* dw, GradMode mode,
-                       ConvVariant v = ConvVariant::Best, cudaStream_t stream = nullptr);
+                       ConvVariant v = ConvVariant::Best, void* workspace = nullptr, cudaStream_t stream = nullptr);
+// The old signature (stream right after the variant) would silently pass the stream as the workspace: a compile error.
+void conv3d_wgrad_cuda(const Conv3dParams& p, DType dtype, const void* x, const void* dy, float* dw, GradMode mode,
+                       ConvVariant v, cudaStream_t stream) = delete;
 
 // ---- conv_transpose3d.cu (fp32, direct, deterministic) ---------------------------------------------------
 void conv_transpose3d_fprop_cuda(const ConvTranspose3dParams& p, const float* x, const float* w, float* y,
@@ -104,6 +112,22 @@ bool conv_transpose3d_fprop_cuda_supports(const ConvTranspose3dParams& p, DType 
                                           std::string* why = nullptr);
 void conv_transpose3d_fprop_cuda(const ConvTranspose3dParams& p, DType dtype, const void* x, const void* w, void* y,
                                  ConvVariant v = ConvVariant::Best, cudaStream_t stream = nullptr);
+// Backward, f32 / f16 / bf16 storage (dw fp32). Direct: v1, any shape. Mma (v2, f16/bf16, kernel == stride, C and K
+// multiples of 32): dgrad = a conv3d fprop of dy with kernel = stride (weights transposed into `workspace`), wgrad =
+// a conv3d wgrad v2 with x and dy swapped (split partials in `workspace`, ordered reduction). Best without a
+// workspace runs v1.
+size_t conv_transpose3d_dgrad_cuda_workspace_bytes(const ConvTranspose3dParams& p, DType dtype);
+bool conv_transpose3d_dgrad_cuda_supports(const ConvTranspose3dParams& p, DType dtype, ConvVariant v = ConvVariant::Best,
+                                          std::string* why = nullptr);
+void conv_transpose3d_dgrad_cuda(const ConvTranspose3dParams& p, DType dtype, const void* dy, const void* w, void* dx,
+                                 GradMode mode, ConvVariant v = ConvVariant::Best, void* workspace = nullptr,
+                                 cudaStream_t stream = nullptr);
+size_t conv_transpose3d_wgrad_cuda_workspace_bytes(const ConvTranspose3dParams& p, DType dtype);
+bool conv_transpose3d_wgrad_cuda_supports(const ConvTranspose3dParams& p, DType dtype, ConvVariant v = ConvVariant::Best,
+                                          std::string* why = nullptr);
+void conv_transpose3d_wgrad_cuda(const ConvTranspose3dParams& p, DType dtype, const void* x, const void* dy, float* dw,
+                                 GradMode mode, ConvVariant v = ConvVariant::Best, void* workspace = nullptr,
+                                 cudaStream_t stream = nullptr);
 
 // ---- click_guidance.cu ------------------------------------------------------------------------------------
 // The DeepEdit guidance heatmap of one label (spec §3.9) on a D x H x W grid (x fastest = W): every point
