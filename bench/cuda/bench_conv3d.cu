@@ -1,10 +1,12 @@
 // CUDA convolution benchmarks on the real DynUNet layer shapes (bench/dynunet_shapes.h) at 128^3 and 64^3, batch 1:
-// every dex variant (fprop f16 v1 and v2, bf16 v2; dgrad f16 v2 (stride 1); dgrad / wgrad f16 v1 at 64^3 only;
-// transposed fprop f16 v1, v2) and,
-// on the same shapes, cuDNN fp16 NDHWC fprop (legacy cudnnFindConvolutionForwardAlgorithmEx, best algorithm) and
-// cuBLAS GemmEx where a layer is one GEMM (1x1x1 stride 1; transposed conv, GEMM part only).
-// Names: conv3d_fprop/<impl>/<patch>/<layer>. Counters: us, TFLOP/s, GB/s (fp16 bytes, each tensor once) and
-// roofline = max(flops / 989 TF, bytes / 3.35 TB/s) / time (H100 SXM). L2 is flushed before every timed launch.
+// every dex variant (fprop f16 v1 and v2, bf16 v2; dgrad f16 v2 (every stride; weight repack included); wgrad f16 v2
+// (split partials + ordered reduction included); dgrad / wgrad f16 v1 at 64^3 only; transposed fprop f16 v1, v2 and
+// transposed dgrad / wgrad f16 v2 (v1 at 64^3 only)) and, on the same shapes, cuDNN fp16 NDHWC (legacy API,
+// fp32 compute, tensor-op math, fastest algorithm of cudnnFind*AlgorithmEx): fprop, backward data and backward
+// filter (cuDNN's dW is fp16, ours fp32), and cuBLAS GemmEx where a layer is one GEMM (1x1x1 stride 1; transposed
+// conv, GEMM part only). Names: <pass>/<impl>/<patch>/<layer>. Counters: us, TFLOP/s, GB/s (fp16 bytes, each tensor
+// once) and roofline = max(flops / 989 TF, bytes / 3.35 TB/s) / time (H100 SXM). L2 is flushed before every timed
+// launch.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -75,17 +77,44 @@ void bm_dgrad(benchmark::State& state, Conv3dParams p, DType t, ConvVariant v) {
   }
 }
 
-void bm_wgrad(benchmark::State& state, Conv3dParams p, DType t) {
+void bm_wgrad(benchmark::State& state, Conv3dParams p, DType t, ConvVariant v) {
   if (skip_without_device(state)) return;
   try {
     ConvBuffers b(p, t);
     DeviceBuffer<float> dw(size_t(p.weight_elems()));
+    DeviceBuffer<uint8_t> ws(std::max<size_t>(conv3d_wgrad_cuda_workspace_bytes(p, t), 1));
     time_loop(
         state,
         [&](cudaStream_t s) {
-          conv3d_wgrad_cuda(p, t, b.x.data(), b.y.data(), dw.data(), GradMode::Overwrite, ConvVariant::Direct, s);
+          conv3d_wgrad_cuda(p, t, b.x.data(), b.y.data(), dw.data(), GradMode::Overwrite, v, ws.data(), s);
         },
         p.flops(), p.bytes(2));
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+  }
+}
+
+// Transposed conv backward: dgrad (dy -> dx) and wgrad (x, dy -> fp32 dw), workspace as the op asks.
+void bm_convt_bwd(benchmark::State& state, ConvTranspose3dParams p, DType t, ConvVariant v, bool wgrad) {
+  if (skip_without_device(state)) return;
+  try {
+    DeviceBuffer<uint16_t> x(size_t(p.in_elems())), w(size_t(p.weight_elems())), dy(size_t(p.out_elems()));
+    DeviceBuffer<float> dw(size_t(p.weight_elems()));
+    fill_random(x.data(), p.in_elems(), 1, kSeed, nullptr);
+    fill_random(w.data(), p.weight_elems(), 1, kSeed + 1, nullptr);
+    fill_random(dy.data(), p.out_elems(), 1, kSeed + 2, nullptr);
+    const size_t wsb = wgrad ? conv_transpose3d_wgrad_cuda_workspace_bytes(p, t)
+                             : conv_transpose3d_dgrad_cuda_workspace_bytes(p, t);
+    DeviceBuffer<uint8_t> ws(std::max<size_t>(wsb, 1));
+    time_loop(
+        state,
+        [&](cudaStream_t s) {
+          if (wgrad)
+            conv_transpose3d_wgrad_cuda(p, t, x.data(), dy.data(), dw.data(), GradMode::Overwrite, v, ws.data(), s);
+          else
+            conv_transpose3d_dgrad_cuda(p, t, dy.data(), w.data(), x.data(), GradMode::Overwrite, v, ws.data(), s);
+        },
+        p.flops(), double(p.in_elems() + p.weight_elems() + p.out_elems()) * 2);
   } catch (const std::exception& e) {
     state.SkipWithError(e.what());
   }
@@ -187,6 +216,10 @@ struct Cudnn {
   DEX_CUDNN_FN(cudnnDestroyConvolutionDescriptor);
   DEX_CUDNN_FN(cudnnFindConvolutionForwardAlgorithmEx);
   DEX_CUDNN_FN(cudnnConvolutionForward);
+  DEX_CUDNN_FN(cudnnFindConvolutionBackwardDataAlgorithmEx);
+  DEX_CUDNN_FN(cudnnConvolutionBackwardData);
+  DEX_CUDNN_FN(cudnnFindConvolutionBackwardFilterAlgorithmEx);
+  DEX_CUDNN_FN(cudnnConvolutionBackwardFilter);
 #undef DEX_CUDNN_FN
   static Cudnn& get() {
     static Cudnn c;
@@ -211,6 +244,10 @@ struct Cudnn {
       DEX_CUDNN_LOAD(cudnnDestroyConvolutionDescriptor);
       DEX_CUDNN_LOAD(cudnnFindConvolutionForwardAlgorithmEx);
       DEX_CUDNN_LOAD(cudnnConvolutionForward);
+      DEX_CUDNN_LOAD(cudnnFindConvolutionBackwardDataAlgorithmEx);
+      DEX_CUDNN_LOAD(cudnnConvolutionBackwardData);
+      DEX_CUDNN_LOAD(cudnnFindConvolutionBackwardFilterAlgorithmEx);
+      DEX_CUDNN_LOAD(cudnnConvolutionBackwardFilter);
 #undef DEX_CUDNN_LOAD
       if (!ok) {
         c.why = "libcudnn.so.9 lacks a legacy convolution entry point";
@@ -226,7 +263,8 @@ struct Cudnn {
   }
 };
 
-void bm_cudnn_fprop(benchmark::State& state, Conv3dParams p) {
+// pass 0: forward (x, w -> y), 1: backward data (dy, w -> dx), 2: backward filter (x, dy -> dw, fp16).
+void bm_cudnn(benchmark::State& state, Conv3dParams p, int pass) {
   if (skip_without_device(state)) return;
   Cudnn& cd = Cudnn::get();
   if (!cd.lib) {
@@ -238,6 +276,7 @@ void bm_cudnn_fprop(benchmark::State& state, Conv3dParams p) {
   cudnnConvolutionDescriptor_t cvd = nullptr;
   try {
     ConvBuffers b(p, DType::F16);
+    DeviceBuffer<uint16_t> dx(size_t(p.in_elems())), dw(size_t(p.weight_elems()));
     const int xdim[5] = {p.N, p.C, p.D, p.H, p.W};
     const int xstr[5] = {p.D * p.H * p.W * p.C, 1, p.H * p.W * p.C, p.W * p.C, p.C};
     const int ydim[5] = {p.N, p.K, p.OD(), p.OH(), p.OW()};
@@ -255,24 +294,50 @@ void bm_cudnn_fprop(benchmark::State& state, Conv3dParams p) {
     DEX_CUDNN_CHECK(cd.cudnnSetConvolutionMathType(cvd, CUDNN_TENSOR_OP_MATH));
     const size_t ws_bytes = size_t(512) << 20;
     DeviceBuffer<uint8_t> ws(ws_bytes);
-    cudnnConvolutionFwdAlgoPerf_t perf[8];
-    int returned = 0;
-    DEX_CUDNN_CHECK(cd.cudnnFindConvolutionForwardAlgorithmEx(cd.h, xd, b.x.data(), wd, b.w.data(), cvd, yd, b.y.data(),
-                                                              8, &returned, perf, ws.data(), ws_bytes));
-    int pick = -1;
-    for (int i = 0; i < returned && pick < 0; ++i)
-      if (perf[i].status == CUDNN_STATUS_SUCCESS) pick = i;
-    DEX_CHECK(pick >= 0, "cuDNN found no working forward algorithm for ", p.C, "->", p.K);
-    const cudnnConvolutionFwdAlgo_t algo = perf[pick].algo;
-    state.SetLabel(str("algo ", int(algo), ", ", perf[pick].mathType == CUDNN_TENSOR_OP_MATH ? "tensor-op" : "default",
-                       ", cuDNN ", cd.cudnnGetVersion()));
     const float alpha = 1.f, beta = 0.f;
+    int returned = 0, pick = -1, algo = 0;
+    bool tensor_op = false;
+    if (pass == 0) {
+      cudnnConvolutionFwdAlgoPerf_t perf[8];
+      DEX_CUDNN_CHECK(cd.cudnnFindConvolutionForwardAlgorithmEx(cd.h, xd, b.x.data(), wd, b.w.data(), cvd, yd,
+                                                                b.y.data(), 8, &returned, perf, ws.data(), ws_bytes));
+      for (int i = 0; i < returned && pick < 0; ++i)
+        if (perf[i].status == CUDNN_STATUS_SUCCESS) pick = i;
+      if (pick >= 0) algo = perf[pick].algo, tensor_op = perf[pick].mathType == CUDNN_TENSOR_OP_MATH;
+    } else if (pass == 1) {
+      cudnnConvolutionBwdDataAlgoPerf_t perf[8];
+      DEX_CUDNN_CHECK(cd.cudnnFindConvolutionBackwardDataAlgorithmEx(cd.h, wd, b.w.data(), yd, b.y.data(), cvd, xd,
+                                                                     dx.data(), 8, &returned, perf, ws.data(), ws_bytes));
+      for (int i = 0; i < returned && pick < 0; ++i)
+        if (perf[i].status == CUDNN_STATUS_SUCCESS) pick = i;
+      if (pick >= 0) algo = perf[pick].algo, tensor_op = perf[pick].mathType == CUDNN_TENSOR_OP_MATH;
+    } else {
+      cudnnConvolutionBwdFilterAlgoPerf_t perf[8];
+      DEX_CUDNN_CHECK(cd.cudnnFindConvolutionBackwardFilterAlgorithmEx(cd.h, xd, b.x.data(), yd, b.y.data(), cvd, wd,
+                                                                       dw.data(), 8, &returned, perf, ws.data(),
+                                                                       ws_bytes));
+      for (int i = 0; i < returned && pick < 0; ++i)
+        if (perf[i].status == CUDNN_STATUS_SUCCESS) pick = i;
+      if (pick >= 0) algo = perf[pick].algo, tensor_op = perf[pick].mathType == CUDNN_TENSOR_OP_MATH;
+    }
+    DEX_CHECK(pick >= 0, "cuDNN found no working algorithm (pass ", pass, ") for ", p.C, "->", p.K);
+    state.SetLabel(str("algo ", algo, ", ", tensor_op ? "tensor-op" : "default", ", cuDNN ", cd.cudnnGetVersion()));
     time_loop(
         state,
         [&](cudaStream_t s) {
           DEX_CUDNN_CHECK(cd.cudnnSetStream(cd.h, s));
-          DEX_CUDNN_CHECK(cd.cudnnConvolutionForward(cd.h, &alpha, xd, b.x.data(), wd, b.w.data(), cvd, algo,
-                                                     ws.data(), ws_bytes, &beta, yd, b.y.data()));
+          if (pass == 0)
+            DEX_CUDNN_CHECK(cd.cudnnConvolutionForward(cd.h, &alpha, xd, b.x.data(), wd, b.w.data(), cvd,
+                                                       cudnnConvolutionFwdAlgo_t(algo), ws.data(), ws_bytes, &beta, yd,
+                                                       b.y.data()));
+          else if (pass == 1)
+            DEX_CUDNN_CHECK(cd.cudnnConvolutionBackwardData(cd.h, &alpha, wd, b.w.data(), yd, b.y.data(), cvd,
+                                                            cudnnConvolutionBwdDataAlgo_t(algo), ws.data(), ws_bytes,
+                                                            &beta, xd, dx.data()));
+          else
+            DEX_CUDNN_CHECK(cd.cudnnConvolutionBackwardFilter(cd.h, &alpha, xd, b.x.data(), yd, b.y.data(), cvd,
+                                                              cudnnConvolutionBwdFilterAlgo_t(algo), ws.data(),
+                                                              ws_bytes, &beta, wd, dw.data()));
         },
         p.flops(), p.bytes(2));
   } catch (const std::exception& e) {
@@ -308,6 +373,15 @@ int register_all() {
         reg("conv_transpose3d_fprop/cublas_gemm_only" + tail, [=](benchmark::State& s) {
           bm_cublas_gemm(s, M, N, p.C, double(p.in_elems() + p.weight_elems() + p.out_elems()) * 2);
         });
+        for (bool wg : {false, true}) {
+          const std::string pass = wg ? "conv_transpose3d_wgrad/" : "conv_transpose3d_dgrad/";
+          if (conv_transpose3d_dgrad_cuda_supports(p, DType::F16, ConvVariant::Mma))
+            reg(pass + "f16_v2" + tail,
+                [p, wg](benchmark::State& s) { bm_convt_bwd(s, p, DType::F16, ConvVariant::Mma, wg); });
+          if (patch == 64)
+            reg(pass + "f16_v1" + tail,
+                [p, wg](benchmark::State& s) { bm_convt_bwd(s, p, DType::F16, ConvVariant::Direct, wg); });
+        }
         continue;
       }
       const Conv3dParams p = l.conv;
@@ -317,7 +391,9 @@ int register_all() {
         reg("conv3d_fprop/bf16_v2" + tail, [p](benchmark::State& s) { bm_fprop(s, p, DType::BF16, ConvVariant::Mma); });
       }
 #if defined(DEX_HAVE_CUDNN)
-      reg("conv3d_fprop/cudnn_f16" + tail, [p](benchmark::State& s) { bm_cudnn_fprop(s, p); });
+      reg("conv3d_fprop/cudnn_f16" + tail, [p](benchmark::State& s) { bm_cudnn(s, p, 0); });
+      reg("conv3d_dgrad/cudnn_f16" + tail, [p](benchmark::State& s) { bm_cudnn(s, p, 1); });
+      reg("conv3d_wgrad/cudnn_f16" + tail, [p](benchmark::State& s) { bm_cudnn(s, p, 2); });
 #endif
       if (p.taps() == 1 && p.stride[0] == 1 && p.stride[1] == 1 && p.stride[2] == 1)
         reg("conv3d_fprop/cublas_f16" + tail,
@@ -325,10 +401,14 @@ int register_all() {
       if (conv3d_dgrad_cuda_supports(p, DType::F16, ConvVariant::Mma))
         reg("conv3d_dgrad/f16_v2" + tail,
             [p](benchmark::State& s) { bm_dgrad(s, p, DType::F16, ConvVariant::Mma); });
+      if (conv3d_wgrad_cuda_supports(p, DType::F16, ConvVariant::Mma))
+        reg("conv3d_wgrad/f16_v2" + tail,
+            [p](benchmark::State& s) { bm_wgrad(s, p, DType::F16, ConvVariant::Mma); });
       if (patch == 64) {  // v1 backward kernels are slow at 128^3; 64^3 keeps the whole run within the lease
         reg("conv3d_dgrad/f16_v1" + tail,
             [p](benchmark::State& s) { bm_dgrad(s, p, DType::F16, ConvVariant::Direct); });
-        reg("conv3d_wgrad/f16_v1" + tail, [p](benchmark::State& s) { bm_wgrad(s, p, DType::F16); });
+        reg("conv3d_wgrad/f16_v1" + tail,
+            [p](benchmark::State& s) { bm_wgrad(s, p, DType::F16, ConvVariant::Direct); });
       }
     }
   }
