@@ -163,7 +163,11 @@ TEST(WgmmaLayout, StoredTileMatchesCanonicalLayout) {
       for (int wgi = 0; wgi < kWarpgroups; ++wgi) {
         const uint32_t tile = base + uint32_t(wgi * kWgM * rb);
         const uint64_t d = kmajor_desc(tile, rb);
-        for (int kk = 0; kk < bk / kWgmmaK; ++kk)
+        for (int kk = 0; kk < bk / kWgmmaK; ++kk) {
+          // The ISA's matrix base offset ((start >> 7) & 7 for a start off the pattern boundary) is 0 for every
+          // descriptor the kernel builds: slices move the start by < 128 bytes, tiles sit on 1024-byte boundaries.
+          const Fields f = isa_decode(desc_k_slice(d, kk));
+          ASSERT_EQ((f.start >> 7) & 7u, 0u) << "bk " << bk << " base " << base << " wg " << wgi << " kk " << kk;
           for (int r = 0; r < kWgM; ++r)
             for (int k = 0; k < kWgmmaK; ++k) {
               const int kc = kk * kWgmmaK + k;  // channel within the k-step
@@ -172,6 +176,7 @@ TEST(WgmmaLayout, StoredTileMatchesCanonicalLayout) {
               ASSERT_EQ(isa_operand_addr(desc_k_slice(d, kk), r, k), stored)
                   << "bk " << bk << " base " << base << " wg " << wgi << " kk " << kk << " r " << r << " k " << k;
             }
+        }
       }
     }
   }
