@@ -13,7 +13,7 @@ namespace dex {
 namespace {
 cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
 
-// ---- mixed precision (autocast): the f16/bf16 launchers of ops_cuda.h, fp32 accumulation ----------------------
+// ---- mixed precision (autocast): the f16/bf16 launchers of ops_cuda.h, fp32 accumulation -------------------
 void to_16(DType dt, int64_t n, const float* src, uint16_t* dst, cudaStream_t s) {
   DEX_CHECK(dt == DType::F16 || dt == DType::BF16, "convert_to_16: dtype must be f16 or bf16, got ", dtype_name(dt));
   if (dt == DType::F16) convert_f32_to_f16_cuda(n, src, dst, s);
@@ -25,40 +25,6 @@ void from_16(DType dt, int64_t n, const uint16_t* src, float* dst, cudaStream_t 
   else convert_bf16_to_f32_cuda(n, src, dst, s);
 }
 
-// The transposed conv has a 16-bit fprop but (yet) no 16-bit dgrad/wgrad: those run the fp32 kernels on the
-// 16-bit operands widened into the workspace (exact), the same numbers a 16-bit kernel with fp32 accumulation
-// gives, then round dx to 16 bits. Workspace: fp32 copies of x (or dx), w and y (or dy).
-size_t align_up(size_t b) { return (b + 255) & ~size_t(255); }
-size_t convt_mixed_workspace_bytes(const ConvTranspose3dParams& p) {
-  return align_up(size_t(p.in_elems()) * 4) + align_up(size_t(p.weight_elems()) * 4) +
-         align_up(size_t(p.out_elems()) * 4);
-}
-struct ConvTScratch {
-  float *x, *w, *y;
-  ConvTScratch(const ConvTranspose3dParams& p, void* ws) {
-    DEX_CHECK(ws, "conv_transpose3d mixed dgrad/wgrad on CUDA need a workspace of ", convt_mixed_workspace_bytes(p),
-              " bytes (conv_transpose3d_workspace_bytes_mixed)");
-    auto* b = static_cast<unsigned char*>(ws);
-    x = reinterpret_cast<float*>(b);
-    w = reinterpret_cast<float*>(b + align_up(size_t(p.in_elems()) * 4));
-    y = reinterpret_cast<float*>(b + align_up(size_t(p.in_elems()) * 4) + align_up(size_t(p.weight_elems()) * 4));
-  }
-};
-void convt_dgrad_mixed(const ConvTranspose3dParams& p, DType dt, const uint16_t* dy, const uint16_t* w, uint16_t* dx,
-                       void* ws, cudaStream_t s) {
-  ConvTScratch t(p, ws);
-  from_16(dt, p.out_elems(), dy, t.y, s);
-  from_16(dt, p.weight_elems(), w, t.w, s);
-  conv_transpose3d_dgrad_cuda(p, t.y, t.w, t.x, GradMode::Overwrite, s);
-  to_16(dt, p.in_elems(), t.x, dx, s);
-}
-void convt_wgrad_mixed(const ConvTranspose3dParams& p, DType dt, const uint16_t* x, const uint16_t* dy, float* dw,
-                       GradMode m, void* ws, cudaStream_t s) {
-  ConvTScratch t(p, ws);
-  from_16(dt, p.in_elems(), x, t.x, s);
-  from_16(dt, p.out_elems(), dy, t.y, s);
-  conv_transpose3d_wgrad_cuda(p, t.x, t.y, dw, m, s);
-}
 }  // namespace
 
 bool register_cuda_backend(std::string* why_not) {
@@ -113,8 +79,10 @@ bool register_cuda_backend(std::string* why_not) {
                             GradMode m, void* ws, void* s) {
     conv3d_wgrad_cuda(p, dt, x, dy, dw, m, ConvVariant::Best, ws, as_stream(s));
   };
-  b.conv_transpose3d_workspace_bytes_mixed = [](const ConvTranspose3dParams& p, DType) {
-    return convt_mixed_workspace_bytes(p);
+  b.conv_transpose3d_workspace_bytes_mixed = [](const ConvTranspose3dParams& p, DType dt) {
+    // dgrad v2's transposed weights or wgrad v2's split partials (one after the other); fprop needs none
+    return std::max(conv_transpose3d_dgrad_cuda_workspace_bytes(p, dt),
+                    conv_transpose3d_wgrad_cuda_workspace_bytes(p, dt));
   };
   b.conv_transpose3d_fprop_mixed = [](const ConvTranspose3dParams& p, DType dt, const uint16_t* x, const uint16_t* w,
                                       uint16_t* y, void*, void* s) {
@@ -122,11 +90,11 @@ bool register_cuda_backend(std::string* why_not) {
   };
   b.conv_transpose3d_dgrad_mixed = [](const ConvTranspose3dParams& p, DType dt, const uint16_t* dy,
                                       const uint16_t* w, uint16_t* dx, void* ws, void* s) {
-    convt_dgrad_mixed(p, dt, dy, w, dx, ws, as_stream(s));
+    conv_transpose3d_dgrad_cuda(p, dt, dy, w, dx, GradMode::Overwrite, ConvVariant::Best, ws, as_stream(s));
   };
   b.conv_transpose3d_wgrad_mixed = [](const ConvTranspose3dParams& p, DType dt, const uint16_t* x,
                                       const uint16_t* dy, float* dw, GradMode m, void* ws, void* s) {
-    convt_wgrad_mixed(p, dt, x, dy, dw, m, ws, as_stream(s));
+    conv_transpose3d_wgrad_cuda(p, dt, x, dy, dw, m, ConvVariant::Best, ws, as_stream(s));
   };
   b.instance_norm_fwd = [](const InstanceNormParams& p, const float* x, const float* g, const float* be, float* y,
                            float* mean, float* rstd, void* s) {
