@@ -16,7 +16,8 @@
 // Memory of the bundle's network at 1x3x128^3 (build_plan_schedule; dex-plan-bench prints it): activations f32
 // 768 MiB = 3 x 256 MiB, the lower bound (input_block's conv1, projection and conv2 outputs; upsamples.4's
 // transposed conv, skip and conv1 outputs), 2102 MiB without reuse; f16 384 MiB. With the packed weights (118 / 59
-// MiB), stats (40 KiB) and workspace: 938 MiB f32 on the CPU, 456 MiB f16 on CUDA. The tape's arena peaks at 3.03 GiB.
+// MiB), stats (40 KiB) and workspace: 938 MiB f32 on the CPU, 479 MiB f16 on CUDA (workspace 36 MiB: the f32 input
+// staging and the fused kernels' tile partials). The tape's arena peaks at 3.03 GiB.
 //
 // The CPU executor (fp32, the CPU backend table) runs each prologue as a separate in-place instance_norm_fwd
 // (+ leaky_relu) pass right before the consumer, which also produces the epilogue's statistics: those are the
@@ -149,9 +150,9 @@ class InferencePlan {
   // Builds the schedule, allocates the arena, stats and workspace on options.device, and packs the weights of
   // `net` (copied: later changes to net's parameters are not seen; build a new plan). Executors: CPU f32 (the
   // CPU backend table); where dex_cuda is built, CUDA f32 (the CUDA table + infer/plan_cuda.cu) and CUDA f16
-  // (fp16 activations and conv weights: the CUDA f16 convs, conv3d v2 mma.sync where it applies, and the f16
-  // pieces of infer/plan_cuda.cu), the whole forward captured once as a CUDA graph and replayed. Throws when the
-  // device has no backend (saying why).
+  // (fp16 activations and conv weights: the fused kernels of infer/plan_conv_fused.h; unfused, PlanOptions::fused =
+  // false or DEX_PLAN_UNFUSED=1: the CUDA f16 convs and the f16 pieces of infer/plan_cuda.cu), the whole forward
+  // captured once as a CUDA graph and replayed. Throws when the device has no backend (saying why).
   InferencePlan(const DynUNet& net, Int3 spatial, const PlanOptions& options = {});
   ~InferencePlan();
   InferencePlan(const InferencePlan&) = delete;

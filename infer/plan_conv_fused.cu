@@ -87,7 +87,7 @@ __device__ __forceinline__ float operand_value(const Src& s, int n, int c, float
                                         affine ? s.beta[c] : 0.f, s.lrelu != 0, slope)));
 }
 
-// Per-tile statistics of the first `count` rows of a [rows][ld] fp16 smem tile, columns [0, P * ncols / P): all
+// Per-tile statistics of the first `count` rows of a [rows][ld] fp16 smem tile, columns [0, ncols): all
 // kThreads threads, P = threads / ncols per column (thread tid: column tid % ncols, part tid / ncols), each part two
 // passes over its rows, the parts combined in order by part 0 (fused::combine_parts) -> partial planes at channel
 // k0 + column. scratch: 3 * threads floats of smem. Called by every thread of the block (barriers inside).
