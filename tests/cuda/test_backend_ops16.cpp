@@ -338,6 +338,41 @@ TEST_P(BackendOps16, MatchesCpuReference) {
 INSTANTIATE_TEST_SUITE_P(Table16, BackendOps16, ::testing::Range<size_t>(0, table().size()),
                          [](const ::testing::TestParamInfo<size_t>& info) { return param_name(table()[info.param].name); });
 
+// Harness self-check, runs everywhere: every 16-bit row with its CUDA op replaced by a host emulation of a 16-bit
+// kernel (widen the stored inputs and outputs from the buffers' bytes, run the fp32 reference, round to the storage
+// type, store the bytes), on the CPU backend through the same guard bands, poison, passes and determinism check. It
+// shows the rows' byte plumbing (16-bit inputs, presets for accumulation, the reference's rounding, fp32 / u8
+// outputs beside 16-bit ones) accepts an implementation that rounds as the kernels do: a row that fails here is a
+// broken row, not a broken kernel.
+OpCase emulated(const OpCase& c) {
+  OpCase e = c;
+  e.cuda = [c](const Backend&, const std::vector<const void*>& in, const std::vector<void*>& out, void*) {
+    HostIn hin, hout;
+    for (size_t i = 0; i < c.ins.size(); ++i)
+      hin.push_back(from_bytes(c.ins[i].type, static_cast<const uint8_t*>(in[i]), c.ins[i].n));
+    for (size_t o = 0; o < c.outs.size(); ++o)
+      hout.push_back(from_bytes(c.outs[o].type, static_cast<const uint8_t*>(out[o]), c.outs[o].n));
+    const Scalars sc = c.cpu(hin, hout);
+    for (size_t o = 0; o < c.outs.size(); ++o) {
+      const std::vector<uint8_t> bytes = to_bytes(c.outs[o].type, hout[o]);
+      std::memcpy(out[o], bytes.data(), bytes.size());
+    }
+    return sc;
+  };
+  return e;
+}
+
+class Ops16HarnessSelfCheck : public ::testing::TestWithParam<size_t> {};
+
+TEST_P(Ops16HarnessSelfCheck, EmulationMatchesCpuReference) {
+  const OpCase c = emulated(table()[GetParam()]);
+  if (c.exact_pass) run_pass(backend(Device::CPU), c, true);
+  run_pass(backend(Device::CPU), c, false);
+}
+
+INSTANTIATE_TEST_SUITE_P(Cpu16, Ops16HarnessSelfCheck, ::testing::Range<size_t>(0, table().size()),
+                         [](const ::testing::TestParamInfo<size_t>& info) { return param_name(table()[info.param].name); });
+
 // Host-side checks that run before any CUDA call, so they run everywhere: a dtype without a storage type, bad sizes
 // and missing pointers throw dex::Error naming the entry point; empty problems return without launching anything.
 TEST(Ops16Checks, RejectsBadArgumentsOnTheHost) {
