@@ -46,11 +46,27 @@ std::string convt_name(const ConvTranspose3dParams& p) {
 }
 const char* mode_name(GradMode m) { return m == GradMode::Overwrite ? "over" : "acc"; }
 
-// The caller owns the workspace (STYLE.md §4): allocated per call here, through the backend's allocator.
+// The caller owns the workspace (STYLE.md §4): allocated per call here, through the backend's allocator, filled
+// with 0xFF bytes (NaN in every float / half) so a partial or repacked weight the op reads before writing shows up as
+// NaN in the output, and surrounded by guard bands that must be untouched when the op is done (~Ws checks them).
 struct Ws {
+  static constexpr size_t kGuard = 256;
   Buffer buf;
-  Ws(const Backend& b, size_t bytes) : buf(*b.allocator, std::max<size_t>(bytes, 1)) {}
-  void* get(size_t bytes) const { return bytes ? buf.data() : nullptr; }
+  size_t bytes;
+  Ws(const Backend& b, size_t n) : buf(*b.allocator, n + 2 * kGuard), bytes(n) {
+    DEX_CUDA_CHECK(cudaMemset(buf.data(), 0xFF, n + 2 * kGuard));
+  }
+  void* get(size_t n) const { return n ? static_cast<uint8_t*>(buf.data()) + kGuard : nullptr; }
+  ~Ws() {
+    std::vector<uint8_t> h(bytes + 2 * kGuard);
+    if (cudaMemcpy(h.data(), buf.data(), h.size(), cudaMemcpyDeviceToHost) != cudaSuccess) {
+      ADD_FAILURE() << "workspace copy-back failed";
+      return;
+    }
+    size_t bad = 0;
+    for (size_t i = 0; i < kGuard; ++i) bad += (h[i] != 0xFF) + (h[kGuard + bytes + i] != 0xFF);
+    EXPECT_EQ(bad, 0u) << "workspace guard bands overwritten (" << bytes << " bytes asked for)";
+  }
 };
 
 void add_conv_rows(std::vector<OpCase>& rows, const Conv3dParams& p, uint64_t seed) {
