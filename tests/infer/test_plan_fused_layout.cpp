@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "infer/inference_plan.h"
 #include "infer/plan_conv_fused.h"
 #include "layers/conv3d.h"
 #include "tests/infer/plan_fused_reference.h"
@@ -406,5 +407,41 @@ TEST(FusedLayout, FusedConvEmulationMatchesTheDoubleOracle) {
       expect_outputs_close(round_all_f16(py), e.py, p.C, (std::string(c.name) + " proj").c_str());
       expect_stats_of(e.py, p.N, p.K, eps, e.pmean, e.prstd, "projection");
     }
+  }
+}
+
+// The f16 plan's workspace holds the f32 input staging and, after it, every conv step's tile partials (its output's
+// and its projection's, each 3 x N x K x ceil(S / 128) floats), counted here independently of the builder.
+TEST(FusedLayout, F16WorkspaceHoldsTheTilePartials) {
+  struct Case {
+    DynUNetConfig cfg;
+    Int3 sp;
+    int batch;
+  };
+  DynUNetConfig tiny;
+  tiny.kernel_sizes = {{3, 3, 3}, {3, 3, 3}, {3, 3, 3}, {3, 3, 3}};
+  tiny.strides = {{1, 1, 1}, {2, 2, 2}, {2, 2, 2}, {2, 2, 1}};
+  tiny.upsample_kernel_sizes = {{2, 2, 2}, {2, 2, 2}, {2, 2, 1}};
+  tiny.filters = {32, 32, 64, 64};
+  for (const Case& c : {Case{DynUNetConfig(), {128, 128, 128}, 1}, Case{tiny, {16, 16, 8}, 2}}) {
+    PlanOptions o;
+    o.device = Device::CUDA;
+    o.precision = DType::F16;
+    o.batch = c.batch;
+    const PlanSchedule s = build_plan_schedule(c.cfg, c.sp, o);
+    const size_t staging = size_t(s.buffers[s.input].voxels) * s.config.in_channels * sizeof(float);
+    size_t need = 0;
+    int convs = 0;
+    for (const PlanStep& st : s.steps) {
+      if (st.kind != PlanStepKind::Conv) continue;
+      ++convs;
+      EXPECT_GE(st.out_stats, 0) << st.name << ": every conv output is normalised by its consumer";
+      const int64_t S = st.conv.OD() * int64_t(st.conv.OH()) * st.conv.OW();
+      const size_t one = 3 * size_t(c.batch) * st.conv.K * size_t((S + 127) / 128) * sizeof(float);
+      need = std::max(need, ((staging + 255) / 256 * 256) + (one + 255) / 256 * 256 + (st.proj_out >= 0 ? one : 0));
+    }
+    EXPECT_GT(convs, 0);
+    EXPECT_GE(s.memory.workspace, need);
+    std::printf("[ f16 workspace ] %zu bytes, the fused partials need %zu\n", s.memory.workspace, need);
   }
 }
