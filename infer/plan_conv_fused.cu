@@ -255,10 +255,10 @@ __global__ void __launch_bounds__(kThreads) conv_fused_kernel_mma(const __grid_c
       *voxel = int64_t(n) * a.S + row0 + v2::a_row(tid, i);
       return rv[i];
     }
-    const int kd = tap / (g.KH * g.KW), kh = (tap / g.KW) % g.KH, kw = tap % g.KW;
-    const int iz = rz[i] + kd * g.d0, iy = ry[i] + kh * g.d1, ix = rx[i] + kw * g.d2;
-    const bool ok = rv[i] && iz >= 0 && iz < g.D && iy >= 0 && iy < g.H && ix >= 0 && ix < g.W;
-    *voxel = ok ? ((int64_t(n) * g.D + iz) * g.H + iy) * g.W + ix : 0;
+    const int dil[3] = {g.d0, g.d1, g.d2};
+    const int64_t v = fused::tap_voxel(n, rz[i], ry[i], rx[i], tap, g.KH, g.KW, dil, g.D, g.H, g.W);
+    const bool ok = rv[i] && v >= 0;
+    *voxel = ok ? v : 0;
     return ok;
   };
 

@@ -108,6 +108,16 @@ DEX_HD inline void voxel_origin(int64_t s, int OH, int OW, const int* stride, co
   *x = ow * stride[2] - pad[2];
 }
 
+// Global input voxel ((n*D + iz)*H + iy)*W + ix that tap `tap` (KD x KH x KW, tap-major) reads from origin (z0, y0, x0),
+// or -1 when it lies outside the volume (zero padding: the prologue leaves such elements 0).
+DEX_HD inline int64_t tap_voxel(int n, int z0, int y0, int x0, int tap, int KH, int KW, const int* dil, int D, int H,
+                                int W) {
+  const int kd = tap / (KH * KW), kh = (tap / KW) % KH, kw = tap % KW;
+  const int iz = z0 + kd * dil[0], iy = y0 + kh * dil[1], ix = x0 + kw * dil[2];
+  if (iz < 0 || iz >= D || iy < 0 || iy >= H || ix < 0 || ix >= W) return -1;
+  return ((int64_t(n) * D + iz) * H + iy) * W + ix;
+}
+
 // ---- the projection riding on conv1's centre tap ------------------------------------------------------------------
 DEX_HD inline int centre_tap(int KD, int KH, int KW) { return ((KD / 2) * KH + KH / 2) * KW + KW / 2; }
 

@@ -13,6 +13,7 @@
 
 #include "infer/inference_plan.h"
 #include "infer/plan_conv_fused.h"
+#include "kernels/cuda/conv3d_v2_layout.h"
 #include "layers/conv3d.h"
 #include "tests/infer/plan_fused_reference.h"
 #include "tests/testing.h"
@@ -443,5 +444,99 @@ TEST(FusedLayout, F16WorkspaceHoldsTheTilePartials) {
     EXPECT_GT(convs, 0);
     EXPECT_GE(s.memory.workspace, need);
     std::printf("[ f16 workspace ] %zu bytes, the fused partials need %zu\n", s.memory.workspace, need);
+  }
+}
+
+// The Mma kernel's A path, one CTA and k-step at a time, from the maps it uses (conv3d_v2_layout.h: a_row, a_chunk,
+// kstep, swz; fused::voxel_origin, tap_voxel, source_of, tile_rows): each thread's four 16-byte chunks land
+// (zero-filled outside the volume or past the tile's rows), then the thread normalises its own in-volume chunks.
+// The logical tile read back through the swizzle must equal the materialised operands' im2col rows exactly (padding
+// and missing rows 0), and every (row, chunk) slot must be written by exactly one thread.
+TEST(FusedLayout, MmaTileFillWithPrologueEqualsTheNormalisedIm2col) {
+  const float slope = 0.01f;
+  struct Case {
+    Conv3dParams p;
+    RefOperand in[2];
+    int num_in;
+  };
+  std::vector<Case> cases;
+  {
+    Case c;
+    c.p = conv_params(2, 64, 32, {7, 6, 5}, {3, 3, 3}, {2, 2, 2}, {1, 1, 1});  // 4x3x3 = 36 rows: a partial tile
+    c.in[0] = operand(2, 32, {7, 6, 5}, 600, true, false, true);
+    c.in[1] = operand(2, 32, {7, 6, 5}, 610, false, false, false);
+    c.num_in = 2;
+    cases.push_back(c);
+  }
+  {
+    Case c;
+    c.p = conv_params(1, 32, 32, {9, 8, 4}, {3, 3, 3}, {1, 1, 1}, {1, 1, 1});  // 288 rows: 3 tiles
+    c.in[0] = operand(1, 32, {9, 8, 4}, 620, true, true, true);
+    c.num_in = 1;
+    cases.push_back(c);
+  }
+  for (const Case& c : cases) {
+    const Conv3dParams& p = c.p;
+    std::vector<double> mat[2];
+    for (int i = 0; i < c.num_in; ++i) mat[i] = ref_materialise(c.in[i], p.N, slope);
+    const int64_t S = p.out_voxels() / p.N, T = fused::tiles_per_sample(S);
+    const int KT = int(p.taps()) * (p.C / v2::kBK);
+    for (int n = 0; n < p.N; ++n)
+      for (int64_t t = 0; t < T; ++t) {
+        const int count = fused::tile_rows(S, t);
+        for (int kt = 0; kt < KT; ++kt) {
+          std::vector<float> smem(v2::kBM * v2::kBK, std::nanf(""));
+          std::vector<int> writes(smem.size() / 8, 0);
+          int tap, c0, cs;
+          v2::kstep(kt, p.C, &tap, &c0);
+          const int src = fused::source_of(c0, c.in[0].C, &cs);
+          const RefOperand& o = c.in[src];
+          for (int tid = 0; tid < v2::kThreads; ++tid)
+            for (int i = 0; i < 4; ++i) {
+              const int row = v2::a_row(tid, i), chunk = v2::a_chunk(tid);
+              const bool rv = row < count;
+              int z0 = 0, y0 = 0, x0 = 0;
+              fused::voxel_origin(rv ? t * v2::kBM + row : 0, p.OH(), p.OW(), p.stride, p.pad, &z0, &y0, &x0);
+              const int64_t v = fused::tap_voxel(n, z0, y0, x0, tap, p.KH, p.KW, p.dil, p.D, p.H, p.W);
+              const bool ok = rv && v >= 0;
+              const int slot = v2::swz(row, chunk);
+              writes[size_t(slot / 8)]++;
+              for (int e = 0; e < 8; ++e) {  // cp.async (zero fill), then the thread's own prologue
+                float x = ok ? o.x[size_t(v * o.C + cs + chunk * 8 + e)] : 0.f;
+                if (ok && !o.mean.empty()) {
+                  const int ch = cs + chunk * 8 + e;
+                  const bool affine = !o.gamma.empty();
+                  x = round_f16(fused::normalise_value(x, o.mean[size_t(n * o.C + ch)], o.rstd[size_t(n * o.C + ch)],
+                                                       affine, affine ? o.gamma[size_t(ch)] : 0.f,
+                                                       affine ? o.beta[size_t(ch)] : 0.f, o.lrelu, slope));
+                }
+                smem[size_t(slot + e)] = x;
+              }
+            }
+          for (int w : writes) ASSERT_EQ(w, 1) << "a swizzled 16-byte slot written " << w << " times";
+          // Expected: row r's im2col entries for (tap, channels c0..c0+31) of the concatenated materialised operands.
+          const int kd = tap / (p.KH * p.KW), kh = (tap / p.KW) % p.KH, kw = tap % p.KW;
+          for (int r = 0; r < v2::kBM; ++r)
+            for (int j = 0; j < v2::kBK; ++j) {
+              double want = 0;
+              if (r < count) {
+                int64_t s = t * v2::kBM + r;
+                const int ow = int(s % p.OW());
+                s /= p.OW();
+                const int oh = int(s % p.OH()), od = int(s / p.OH());
+                const int iz = od * p.stride[0] - p.pad[0] + kd, iy = oh * p.stride[1] - p.pad[1] + kh,
+                          ix = ow * p.stride[2] - p.pad[2] + kw;
+                if (iz >= 0 && iz < p.D && iy >= 0 && iy < p.H && ix >= 0 && ix < p.W) {
+                  const int cc = c0 + j;
+                  const int which = cc < c.in[0].C ? 0 : 1, ch = which ? cc - c.in[0].C : cc;
+                  want = mat[which][((((size_t(n) * p.D + iz) * p.H + iy) * p.W) + ix) * c.in[which].C + ch];
+                }
+              }
+              const float got = smem[size_t(v2::swz(r, j / 8) + j % 8)];
+              ASSERT_EQ(double(got), want) << "n " << n << " tile " << t << " k-step " << kt << " row " << r
+                                           << " channel " << c0 + j;
+            }
+        }
+      }
   }
 }
