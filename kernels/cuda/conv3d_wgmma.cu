@@ -35,7 +35,6 @@ namespace dex {
 namespace {
 
 using wg::kBM;
-using wg::kStages;
 using wg::kThreads;
 
 // ---- PTX wrappers ------------------------------------------------------------------------------------------------
@@ -340,18 +339,18 @@ __global__ void __launch_bounds__(kThreads, 1)
   fence_operands(acc);
 
 #pragma unroll
-  for (int s = 0; s < kStages - 2; ++s) {
-    if (s < KT) load_stage(s, s);
+  for (int s = 0; s < wg::kPrefetch; ++s) {
+    if (s < KT) load_stage(wg::ring_slot(s), s);
     cp_async_commit();
   }
   for (int kt = 0; kt < KT; ++kt) {
-    cp_async_wait<kStages - 3>();  // this thread's copies of stage kt have landed ...
+    cp_async_wait<wg::kCpAsyncPending>();  // this thread's copies of k-step kt have landed ...
     fence_proxy_async_smem();      // ... are made visible to the async proxy (wgmma) ...
-    __syncthreads();               // ... and everyone's are; every wgmma batch of k-step kt-2 has completed
-    const int pre = kt + kStages - 2;
-    if (pre < KT) load_stage(pre % kStages, pre);  // slot of k-step kt-2
+    __syncthreads();  // ... and everyone's are; every warpgroup's batches up to k-step kt-1-kWgmmaPending are done
+    const int pre = kt + wg::kPrefetch;
+    if (pre < KT) load_stage(wg::ring_slot(pre), pre);  // the slot of k-step kt-2, no longer read
     cp_async_commit();  // always (possibly empty), so the group count stays in step
-    const uint32_t sa = base + uint32_t((kt % kStages) * P.stage_bytes);
+    const uint32_t sa = base + uint32_t(wg::ring_slot(kt) * P.stage_bytes);
     const uint64_t da = wg::kmajor_desc(sa + uint32_t(wgi * wg::kWgM * kRB), kRB);
     const uint64_t db = wg::kmajor_desc(sa + uint32_t(P.a_bytes), kRB);
     wgmma_fence();
@@ -359,7 +358,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int kk = 0; kk < BK / wg::kWgmmaK; ++kk)
       Wgmma<BN, kBf16>::mma(acc, wg::desc_k_slice(da, kk), wg::desc_k_slice(db, kk));
     wgmma_commit();
-    wgmma_wait<1>();  // k-step kt-1's batch is done: its slot may be refilled at kt+1
+    wgmma_wait<wg::kWgmmaPending>();  // k-step kt-1's batch is done: its slot may be refilled at kt+1
   }
   wgmma_wait<0>();
   fence_operands(acc);

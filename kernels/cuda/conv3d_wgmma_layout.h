@@ -24,6 +24,16 @@ constexpr int kThreads = 128 * kWarpgroups;
 constexpr int kStages = 4;      // cp.async ring: 2 stages in flight, 1 being multiplied, 1 still read by wgmma
 constexpr int kWgmmaK = 16;     // k per wgmma instruction (16-bit inputs)
 
+// ---- pipeline schedule (checked by the ring simulation in the CPU test) -------------------------------------------
+// The prologue loads k-steps 0 .. kPrefetch-1 (one cp.async group each); iteration kt waits until at most
+// kCpAsyncPending groups are pending (so k-step kt has landed), publishes it (proxy fence + barrier), loads k-step
+// kt + kPrefetch into ring_slot(kt + kPrefetch) (one group, empty past the end), issues k-step kt's wgmma batch on
+// ring_slot(kt) and leaves kWgmmaPending batches in flight.
+constexpr int kPrefetch = kStages - 2;
+constexpr int kCpAsyncPending = kPrefetch - 1;
+constexpr int kWgmmaPending = 1;
+DEX_HD constexpr int ring_slot(int kt) { return kt % kStages; }
+
 // ---- swizzle ------------------------------------------------------------------------------------------------------
 // Descriptor encodings of the swizzle modes (PTX ISA, "Matrix Descriptor Format", bits 62-63).
 enum SwizzleMode : int { kSwizzleNone = 0, kSwizzle128B = 1, kSwizzle64B = 2, kSwizzle32B = 3 };

@@ -13,6 +13,7 @@
 // racecheck / synccheck and tests/cuda/test_conv_wgmma.cpp on the lease).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <set>
@@ -291,6 +292,44 @@ TEST(WgmmaLayout, KStepsAreTapMajor) {
   EXPECT_EQ(ksteps(g, 32), 81);
 }
 
+// ---- pipeline schedule ----------------------------------------------------------------------------------------------
+// Simulates the ring with the PTX completion rules: cp.async.wait_group N completes all but the newest N committed
+// groups; wgmma.wait_group N all but the newest N batches; __syncthreads makes every warpgroup's completed batches
+// complete for all. At each iteration: the k-step read has landed and no pending copy targets its slot; the slot
+// refilled is not read by any batch that may still be in flight (nor by the batch issued right after the refill), and
+// no two pending copies share a slot.
+TEST(WgmmaLayout, RingScheduleHasNoHazards) {
+  ASSERT_LT(kPrefetch, kStages);
+  for (int KT = 1; KT <= 40; ++KT) {
+    std::vector<int> group_kstep;  // committed cp.async groups (k-step, or -1 when empty)
+    for (int s = 0; s < kPrefetch; ++s) group_kstep.push_back(s < KT ? s : -1);
+    for (int kt = 0; kt < KT; ++kt) {
+      // top of the iteration: wait_group kCpAsyncPending
+      const int complete_upto = int(group_kstep.size()) - 1 - kCpAsyncPending;
+      int landed_group = -1;
+      for (int g = 0; g < int(group_kstep.size()); ++g)
+        if (group_kstep[g] == kt) landed_group = g;
+      ASSERT_GE(landed_group, 0) << "KT " << KT << ": k-step " << kt << " was never loaded";
+      ASSERT_LE(landed_group, complete_upto) << "KT " << KT << ": k-step " << kt << " read before it landed";
+      std::set<int> pending_slots;
+      for (int g = complete_upto + 1; g < int(group_kstep.size()); ++g)
+        if (group_kstep[g] >= 0) {
+          ASSERT_NE(ring_slot(group_kstep[g]), ring_slot(kt)) << "KT " << KT << " kt " << kt;
+          pending_slots.insert(ring_slot(group_kstep[g]));
+        }
+      // after the barrier: batches kt-kWgmmaPending .. kt-1 may still be reading; then the refill and batch kt
+      const int pre = kt + kPrefetch;
+      if (pre < KT) {
+        for (int b = std::max(0, kt - kWgmmaPending); b <= kt; ++b)
+          ASSERT_NE(ring_slot(pre), ring_slot(b)) << "KT " << KT << ": refill of k-step " << pre << " at iteration "
+                                                  << kt << " overwrites the slot batch " << b << " may be reading";
+        ASSERT_EQ(pending_slots.count(ring_slot(pre)), 0u) << "KT " << KT << " kt " << kt;
+      }
+      group_kstep.push_back(pre < KT ? pre : -1);
+    }
+  }
+}
+
 // ---- the kernel, emulated -------------------------------------------------------------------------------------------
 Geom geom_of(const Conv3dParams& p) {
   Geom a{};
@@ -323,7 +362,7 @@ std::vector<float> emulate_v3(const Conv3dParams& p, const std::vector<float>& x
       const int n_base = by * BN;
       std::vector<double> D(size_t(kBM) * BN, 0.0);  // [wgi * 64 + r][n]
       for (int kt = 0; kt < KT; ++kt) {
-        const uint32_t sa = uint32_t((kt % kStages) * P.stage_bytes), sb = sa + uint32_t(P.a_bytes);
+        const uint32_t sa = uint32_t(ring_slot(kt) * P.stage_bytes), sb = sa + uint32_t(P.a_bytes);
         std::fill(smem.begin() + sa / 2, smem.begin() + (sa + P.stage_bytes) / 2, nan);
         int tap, c0;
         kstep(kt, g.C, BK, &tap, &c0);
