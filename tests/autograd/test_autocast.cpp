@@ -150,7 +150,8 @@ void expect_within_rounding_bound(const std::vector<float>& a, const std::vector
     if (ratio > worst) { worst = ratio; wi = i; }
   }
   std::printf("[ bound    ] %-40s worst %6.2f%% of the operand-rounding bound\n", what.c_str(), 100 * worst);
-  EXPECT_LE(worst, 1.0) << what << "[" << wi << "]: got " << a[wi] << ", exact " << ref[wi] << ", magnitude " << mag[wi];
+  EXPECT_LE(worst, 1.0) << what << "[" << wi << "]: got " << a[wi] << ", exact " << ref[wi] << ", magnitude "
+                        << mag[wi];
 }
 
 }  // namespace
