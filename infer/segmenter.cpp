@@ -1,6 +1,7 @@
 #include "infer/segmenter.h"
 
 #include "data/click_guidance.h"
+#include "infer/click_channels_cuda.h"
 #include "kernels/backend.h"
 
 namespace dex {
@@ -26,8 +27,13 @@ Segmenter::Segmenter(const std::string& model_path, const SegmenterOptions& opti
   PlanOptions po;
   po.device = options.device;
   po.precision = options.precision == Precision::FP16 ? DType::F16 : DType::F32;
+  // CUDA: the input is uploaded once per image and only its heatmap channels are rewritten per segment().
+  po.keep_input = options.device == Device::CUDA;
   const auto& ss = m_info.spatial_size;
   m_plan = std::make_unique<InferencePlan>(net, Int3{int(ss[0]), int(ss[1]), int(ss[2])}, po);
+  if (options.device == Device::CUDA)
+    m_dev_scratch = Buffer(*backend(Device::CUDA).allocator,
+                           size_t(click_channels_scratch_floats(ss[0] * ss[1] * ss[2])) * sizeof(float));
 }
 
 Segmenter::~Segmenter() = default;
@@ -49,6 +55,19 @@ void Segmenter::set_image(const Volume& image) {
   const int64_t n = p.ct.size();
   m_input.assign(static_cast<size_t>(n) * 3, 0.f);
   for (int64_t v = 0; v < n; ++v) m_input[v * 3] = p.ct.data[v];
+  if (m_options.device == Device::CUDA) {
+    // The CT channel goes to the device once (zero heatmaps beside it); the host staging is not needed any more.
+    m_has_image = false;
+    m_timer.time("upload", [&] { m_plan->upload(m_input.data()); });
+    std::vector<float>().swap(m_input);
+    m_way_back = make_way_back_geometry(m_record.geometry);
+    const size_t voxels = static_cast<size_t>(m_way_back.file_voxels());
+    if (m_dev_mask.size() != voxels) {
+      m_dev_mask = Buffer();  // free first: the peak stays one mask
+      m_dev_prob = Buffer();
+      m_dev_mask = Buffer(*backend(Device::CUDA).allocator, voxels);
+    }
+  }
   m_has_image = true;
 }
 
@@ -64,7 +83,9 @@ Segmentation Segmenter::segment(const Clicks& clicks, bool with_probability) {
   StageTimer kept;
   for (auto name : {"orient", "window", "resize"})
     if (m_timer.get(name) > 0) kept.add(name, m_timer.get(name));
+  if (m_options.device == Device::CUDA && m_timer.get("upload") > 0) kept.add("upload", m_timer.get("upload"));
   m_timer = kept;
+  if (m_options.device == Device::CUDA) return segment_cuda(clicks, with_probability);
 
   Segmentation out;
   const auto& ss = m_info.spatial_size;
@@ -84,6 +105,51 @@ Segmentation Segmenter::segment(const Clicks& clicks, bool with_probability) {
   if (with_probability) out.probability = std::move(post.prob_spleen);
   return out;
 }
+
+#if defined(DEX_HAVE_CUDA)
+Segmentation Segmenter::segment_cuda(const Clicks& clicks, bool with_probability) {
+  const Backend& be = backend(Device::CUDA);
+  Segmentation out;
+  const auto& ss = m_info.spatial_size;
+  const int64_t grid[3] = {ss[0], ss[1], ss[2]};
+  m_timer.time("heatmaps", [&] {
+    out.grid_clicks = map_clicks(clicks, m_record);
+    float* scratch = m_dev_scratch.as<float>();
+    click_channel_cuda(grid, out.grid_clicks.spleen, 3.f, m_plan->input(), 3, 1, scratch, nullptr);
+    click_channel_cuda(grid, out.grid_clicks.background, 3.f, m_plan->input(), 3, 2, scratch, nullptr);
+    be.synchronize(nullptr);  // the plan runs on its own stream: the heatmaps must be complete first
+  });
+  m_timer.time("forward", [&] { m_plan->run(); });  // one graph replay; returns when it is done
+  const int64_t n = m_way_back.file_voxels();
+  float* prob = nullptr;
+  if (with_probability) {
+    if (m_dev_prob.size() != size_t(n) * sizeof(float)) m_dev_prob = Buffer(*be.allocator, size_t(n) * sizeof(float));
+    prob = m_dev_prob.as<float>();
+  }
+  m_timer.time("way back", [&] {
+    way_back_cuda(m_way_back, m_plan->logits(), true, m_dev_mask.as<uint8_t>(), prob, nullptr);
+    be.synchronize(nullptr);
+  });
+  const GridGeometry& g = m_record.geometry;
+  m_timer.time("download", [&] {
+    out.mask.shape = g.file_shape;
+    out.mask.affine = g.file_affine;
+    out.mask.data.resize(size_t(n));
+    be.copy(out.mask.data.data(), Device::CPU, m_dev_mask.data(), Device::CUDA, size_t(n), nullptr);
+    if (prob) {
+      out.probability.shape = g.file_shape;
+      out.probability.affine = g.file_affine;
+      out.probability.data.resize(size_t(n));
+      be.copy(out.probability.data.data(), Device::CPU, prob, Device::CUDA, size_t(n) * sizeof(float), nullptr);
+    }
+  });
+  return out;
+}
+#else
+Segmentation Segmenter::segment_cuda(const Clicks&, bool) {
+  throw Error("Segmenter: dex was built without CUDA (the constructor should have refused device cuda)");
+}
+#endif
 
 StageTimer Segmenter::last_timings() const {
   std::lock_guard<std::mutex> lock(m_mutex);

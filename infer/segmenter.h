@@ -3,6 +3,14 @@
 // at construction (no allocation per call; CUDA: one graph replay). After set_image() the windowed CT channel is
 // kept: a new click recomputes only the two heatmaps, one forward and the way back. Thread-safe per instance (calls on one instance serialise); no global
 // state. Errors are dex::InputError (the caller's input) or dex::Error.
+//
+// CPU: set_image keeps a host 3-channel input; segment() builds the heatmaps on the host, uploads the input, runs the
+// plan, downloads the logits and runs data/preprocess.h postprocess_logits.
+// CUDA: set_image uploads the input once (CT in channel 0; the plan keeps its input intact, keep_input); segment()
+// writes the two heatmaps into channels 1 and 2 on the device (infer/click_channels_cuda.h), replays the plan's
+// graph, runs the way back on the device (infer/way_back_cuda.h: area resize, argmax, inverse orientation, written in
+// file order) and downloads the final mask once (and the spleen probability when asked). Stage times on CUDA are
+// device-synchronised: set_image adds "upload"; segment() records heatmaps, forward, way back, download.
 #pragma once
 #include <array>
 #include <memory>
@@ -14,6 +22,7 @@
 #include "data/preprocess.h"
 #include "infer/inference_plan.h"
 #include "infer/stage_timer.h"
+#include "infer/way_back_cuda.h"
 #include "kernels/arena.h"
 #include "layers/model_file.h"
 
@@ -61,8 +70,13 @@ class Segmenter {
   std::unique_ptr<InferencePlan> m_plan;  // built once: packed weights, every buffer allocated up front
   bool m_has_image = false;
   PreprocessRecord m_record;
-  std::vector<float> m_input;  // NDHWC [D][H][W][3] host staging: channel 0 = CT (set once), 1-2 heatmaps
+  std::vector<float> m_input;  // NDHWC [D][H][W][3] host staging: channel 0 = CT (set once), 1-2 heatmaps (CPU)
   StageTimer m_timer;
+  // CUDA: the way back's geometry and device buffers (mask and probability in file voxels, heatmap scratch);
+  // reallocated only when an image of another size is set.
+  WayBackGeometry m_way_back;
+  Buffer m_dev_mask, m_dev_prob, m_dev_scratch;
+  Segmentation segment_cuda(const Clicks& clicks, bool with_probability);
 };
 
 }  // namespace dex
