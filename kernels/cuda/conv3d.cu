@@ -695,8 +695,9 @@ bool wgrad_v2_supports(const Conv3dParams& p, DType dtype, std::string* why) {
 }
 
 v2::WgradSplit wgrad_plan(const Conv3dParams& p) {
-  const int64_t tiles = (p.taps() * p.C + v2::kWgBM - 1) / v2::kWgBM * (p.K % 64 == 0 ? p.K / 64 : p.K / 32);
-  return v2::wgrad_split(p.out_voxels(), tiles);
+  const int BN = p.K % 64 == 0 ? 64 : 32;
+  const int64_t tiles = (p.taps() * p.C + v2::kWgBM - 1) / v2::kWgBM * (p.K / BN);
+  return v2::wgrad_split(p.out_voxels(), tiles, v2::wgrad_target_ctas(BN));
 }
 size_t wgrad_v2_workspace_bytes(const Conv3dParams& p) {
   return static_cast<size_t>(wgrad_plan(p).splits) * static_cast<size_t>(p.weight_elems()) * sizeof(float);

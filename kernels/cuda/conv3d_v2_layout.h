@@ -137,17 +137,19 @@ DEX_HD inline int wg_ldb_row(int kk, int lane) { return kk * 16 + (lane & 7) + (
 DEX_HD inline int wg_ldb_chunk(int nj, int lane) { return nj * 2 + (lane >> 4); }
 
 // Split of the voxel reduction: `splits` consecutive ranges of `chunk` voxels (a multiple of kWgBV; the last one
-// may be shorter). Aim for ~kWgTargetCtas CTAs in all, each reducing at least kWgMinChunk voxels. Depends only on
-// the problem (never on timing or the device), so the summation order and the result are fixed.
-constexpr int64_t kWgTargetCtas = 1056;  // 132 SMs x 8
+// may be shorter), each at least kWgMinChunk voxels. tiles x splits stays at or below one full wave of resident CTAs
+// (wgrad_target_ctas: 132 SMs x the CTAs per SM that ptxas's register counts allow: 6 at BN 32 (78 registers),
+// 4 at BN 64 (126)), since equal chunks finish together and a second, partial wave would cost a whole chunk time.
+// It depends only on the problem (never on timing or the device), so the summation order and the result are fixed.
 constexpr int64_t kWgMinChunk = 8 * kWgBV;
+DEX_HD inline int64_t wgrad_target_ctas(int BN) { return 132 * (BN == 64 ? 4 : 6); }
 struct WgradSplit {
   int64_t chunk = 0;
   int splits = 0;
 };
-DEX_HD inline WgradSplit wgrad_split(int64_t voxels, int64_t tiles) {
+DEX_HD inline WgradSplit wgrad_split(int64_t voxels, int64_t tiles, int64_t target_ctas) {
   WgradSplit s;
-  int64_t want = (kWgTargetCtas + tiles - 1) / tiles;
+  int64_t want = target_ctas / tiles;  // floor: never a second partial wave
   if (want < 1) want = 1;
   int64_t chunk = (voxels + want - 1) / want;
   chunk = (chunk + kWgBV - 1) / kWgBV * kWgBV;
