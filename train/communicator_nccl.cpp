@@ -37,7 +37,7 @@ void nccl_check(ncclResult_t rc, const char* what, ncclComm_t comm) {
 bool is_device_pointer(const void* p) {
   cudaPointerAttributes a;
   if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
-    (void)cudaGetLastError();  // an unknown host pointer on old runtimes: clear the sticky-free error
+    (void)cudaGetLastError();  // an unknown host pointer on old runtimes: clear the (non-sticky) error
     return false;
   }
   return a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged;
@@ -104,8 +104,8 @@ class NcclCommunicator final : public Communicator {
       m_mpi.wait(p.mpi);
       return;
     }
-    m_free.push_back(p.done);  // reusable: the wait below captures the event's current state
     DEX_CUDA_CHECK(cudaStreamWaitEvent(nullptr, p.done, 0));
+    m_free.push_back(p.done);  // reusable at once: the wait above captured the event's state when it was enqueued
   }
 
   void poll() override { m_mpi.poll(); }
