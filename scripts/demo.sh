@@ -19,7 +19,12 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 say "1/6 build (Release)"
 generator=(); command -v ninja >/dev/null && generator=(-G Ninja)
-cmake -S "$here" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DDEX_CUDA="${DEX_CUDA:-AUTO}" >/dev/null
+# An existing build folder keeps its DEX_CUDA (a CPU-only folder is not switched to CUDA because nvcc is installed);
+# DEX_CUDA=ON|OFF|AUTO in the environment overrides it, a new folder gets AUTO.
+cuda=()
+if [[ -n "${DEX_CUDA:-}" ]]; then cuda=(-DDEX_CUDA="$DEX_CUDA")
+elif [[ ! -f "$build/CMakeCache.txt" ]]; then cuda=(-DDEX_CUDA=AUTO); fi
+cmake -S "$here" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release "${cuda[@]}" >/dev/null
 cmake --build "$build" -j "$jobs" --target dex-phantom dex-train dex-eval dex-infer
 
 PHANTOM="$build/bin/dex-phantom"; TRAIN="$build/bin/dex-train"; EVAL="$build/bin/dex-eval"; INFER="$build/bin/dex-infer"
@@ -31,7 +36,8 @@ fi
 
 config="$here/configs/train_small.json"
 device=cpu
-if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1 && [[ "${DEX_CUDA:-AUTO}" != OFF ]]; then
+built_cuda="$(sed -n 's/^DEX_CUDA:STRING=//p' "$build/CMakeCache.txt")"
+if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1 && [[ "$built_cuda" != OFF ]]; then
   config="$here/configs/train.json"; device=cuda
 fi
 say "3/6 train ($(basename "$config"), $device) -> $out/run"
