@@ -1,7 +1,8 @@
 // Fused fp16 kernels of the InferencePlan's CUDA f16 executor (infer/plan_conv_fused.h says what each fuses and why;
 // its index math and arithmetic are the header's host+device functions, tested on the CPU).
 //   conv_fused_kernel_direct  Direct: one thread per output voxel (a tile row) x 8 output channels, taps then
-//                             channels in order, fp32 accumulation; any C, K. The oracle, and input_block.conv1.
+//                             channels in order, fp32 accumulation; any C, K (weights staged in smem when taps x C
+//                             <= 512). The oracle, and input_block.conv1.
 //   conv_fused_kernel_mma     Mma: conv3d.cu's v2 (CTA 128 x BN x 32, 4 warps, mma.sync m16n8k16, 3-stage cp.async,
 //                             conv3d_v2_layout.h's swizzle and fragment maps) plus: a tile never straddles two samples
 //                             (grid z = sample), the k-step picks its source by channel range, the prologue transforms
@@ -117,6 +118,11 @@ __global__ void __launch_bounds__(kTileRows) conv_fused_kernel_direct(const __gr
   constexpr int G = fused::kDirectGroup;
   __shared__ uint16_t sv[kTileRows][G];
   __shared__ float scratch[3 * kTileRows];
+  // Small C (input_block.conv1: 27 taps x 3 channels): the block's weights in smem as fp32, [tap * C + c][8 channels]
+  // (and the projection's [c][8]), read as two float4 per (tap, c) instead of 8 global loads; same values, same order.
+  constexpr int kStaged = 4096;
+  __shared__ __align__(16) float sw[kStaged];
+  __shared__ __align__(16) float spw[kStaged / 8];
   static_assert(kTileRows / G == fused::kDirectParts, "Direct: threads per statistics column");
   const int row = threadIdx.x, n = blockIdx.z, k0 = blockIdx.y * G;
   const int64_t t = blockIdx.x;
@@ -124,6 +130,20 @@ __global__ void __launch_bounds__(kTileRows) conv_fused_kernel_direct(const __gr
   const int count = fused::tile_rows(a.S, t);
   const bool valid = row < count;
   const int centre = kProj ? fused::centre_tap(g.KD, g.KH, g.KW) : -1;
+  const bool staged = int64_t(g.taps) * g.C * G <= kStaged;  // uniform over the block
+  if (staged) {
+    for (int i = row; i < g.taps * g.C * G; i += kTileRows) {
+      const int j = i % G, tc = i / G;  // tc = tap * C + c: w[k][tap][c] = w[k * taps * C + tc]
+      sw[i] = k0 + j < g.K ? h2f(a.w[int64_t(k0 + j) * g.taps * g.C + tc]) : 0.f;
+    }
+    if (kProj && g.C * G <= kStaged / 8)
+      for (int i = row; i < g.C * G; i += kTileRows) {
+        const int j = i % G, c = i / G;
+        spw[i] = k0 + j < g.K ? h2f(a.pw[int64_t(k0 + j) * g.C + c]) : 0.f;
+      }
+  }
+  const bool pstaged = staged && g.C * G <= kStaged / 8;
+  __syncthreads();
   float acc[G], pacc[G];
 #pragma unroll
   for (int j = 0; j < G; ++j) acc[j] = pacc[j] = 0.f;
@@ -146,12 +166,30 @@ __global__ void __launch_bounds__(kTileRows) conv_fused_kernel_direct(const __gr
             int cs;
             const Src& s = a.src[fused::source_of(c, a.src[0].C, &cs)];
             const float xv = operand_value(s, n, cs, h2f(s.x[v * s.C + cs]), a.slope);
+            if (staged) {
+              const float4* wv = reinterpret_cast<const float4*>(&sw[(tap * g.C + c) * G]);
+              const float4 w0 = wv[0], w1 = wv[1];
+              const float wj[G] = {w0.x, w0.y, w0.z, w0.w, w1.x, w1.y, w1.z, w1.w};
 #pragma unroll
-            for (int j = 0; j < G; ++j)
-              if (k0 + j < g.K) {
-                acc[j] = fmaf(xv, h2f(a.w[(int64_t(k0 + j) * g.taps + tap) * g.C + c]), acc[j]);
-                if (kProj && tap == centre) pacc[j] = fmaf(xv, h2f(a.pw[int64_t(k0 + j) * g.C + c]), pacc[j]);
+              for (int j = 0; j < G; ++j) acc[j] = fmaf(xv, wj[j], acc[j]);  // channels >= K: zero weights, unused
+            } else {
+#pragma unroll
+              for (int j = 0; j < G; ++j)
+                if (k0 + j < g.K) acc[j] = fmaf(xv, h2f(a.w[(int64_t(k0 + j) * g.taps + tap) * g.C + c]), acc[j]);
+            }
+            if (kProj && tap == centre) {
+              if (pstaged) {
+                const float4* pv = reinterpret_cast<const float4*>(&spw[c * G]);
+                const float4 p0 = pv[0], p1 = pv[1];
+                const float pj[G] = {p0.x, p0.y, p0.z, p0.w, p1.x, p1.y, p1.z, p1.w};
+#pragma unroll
+                for (int j = 0; j < G; ++j) pacc[j] = fmaf(xv, pj[j], pacc[j]);
+              } else {
+#pragma unroll
+                for (int j = 0; j < G; ++j)
+                  if (k0 + j < g.K) pacc[j] = fmaf(xv, h2f(a.pw[int64_t(k0 + j) * g.C + c]), pacc[j]);
               }
+            }
           }
         }
       }
