@@ -14,7 +14,8 @@ under torch.inference_mode():
 Each row: --warmup forwards, then the median of --runs forwards timed with CUDA events (on the CPU: wall clock).
 Prints one JSON object on stdout: {"device", "torch", "cudnn", "size", "rows": [{"name", "median_ms", "min_ms",
 "runs", "logits_rel_err_vs_strict"} or {"name", "error"} for a row that raised], "published_a100_ms": {...}}.
-Progress goes to stderr.
+Progress goes to stderr. --json PATH also writes it to a file: `dex-bench --device cuda --torch PATH` puts these rows
+in its table beside dex's, with ratios (same device, same run).
 
 Rehearsal without a GPU:  /usr/bin/python3 bench/torch_gpu_baseline.py --device cpu --size 32 --runs 2
 (on the CPU autocast runs bfloat16, the only autocast dtype torch's CPU backend has, and "amp_dtype" says so;
@@ -80,6 +81,7 @@ def main():
     ap.add_argument("--rows", default="eager_fp32,eager_fp32_strict,eager_fp32_cl,amp,amp_cl,half_cl",
                     help="comma-separated subset of the rows")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", default="", help="also write the JSON to this file (dex-bench --torch reads it)")
     args = ap.parse_args()
     if args.size <= 0 or args.size % 32:
         ap.error("--size must be a positive multiple of 32 (the network's total stride is 32x32x16), got %d" % args.size)
@@ -155,6 +157,9 @@ def main():
         if device.type == "cuda":
             torch.cuda.empty_cache()
     print(json.dumps(result, indent=1))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
 
 
 if __name__ == "__main__":
