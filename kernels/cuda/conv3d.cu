@@ -185,7 +185,7 @@ __global__ void conv3d_dgrad_repack_kernel(v2::DgradPlan q, int C, int K, int ta
     const int c = static_cast<int>(i % C);
     const int tap = static_cast<int>((i / C) % taps);
     const int k = static_cast<int>(i / (int64_t(C) * taps));
-    wt[v2::dgrad_repack_dst(q, k, tap, c, C, K)] = w[i];
+    wt[v2::dgrad_repack_dst(q, k, tap, c, K)] = w[i];
   }
 }
 

@@ -227,7 +227,7 @@ inline DgradPlan make_dgrad_plan(int D, int H, int W, int C, int K, const int (&
   return q;
 }
 // Workspace index of w[k][tap][c] in the repacked weights of its class: w'_cls[c][u][k] at off[cls].
-DEX_HD inline int64_t dgrad_repack_dst(const DgradPlan& q, int k, int tap, int c, int C, int K) {
+DEX_HD inline int64_t dgrad_repack_dst(const DgradPlan& q, int k, int tap, int c, int K) {
   const int t[3] = {tap / (q.k[1] * q.k[2]), (tap / q.k[2]) % q.k[1], tap % q.k[2]};
   int r[3], u[3], T[3];
   for (int i = 0; i < 3; ++i) {

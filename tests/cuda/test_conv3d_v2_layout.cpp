@@ -538,7 +538,7 @@ TEST(Conv3dV2Layout, DgradRepackIsABijectionPerClass) {
         for (int kc = 0; kc < p.K; ++kc)
           for (int tap = 0; tap < p.taps(); ++tap)
             for (int c = 0; c < p.C; ++c) {
-              const int64_t d = dgrad_repack_dst(q, kc, tap, c, p.C, p.K);
+              const int64_t d = dgrad_repack_dst(q, kc, tap, c, p.K);
               ASSERT_TRUE(d >= 0 && d < p.weight_elems()) << d;
               ++hit[d];
             }
@@ -559,7 +559,7 @@ std::vector<float> emulate_dgrad_v2(const Conv3dParams& p, const std::vector<flo
   std::vector<float> wt(w.size(), -777.f);
   for (int kc = 0; kc < p.K; ++kc)
     for (int tap = 0; tap < p.taps(); ++tap)
-      for (int c = 0; c < p.C; ++c) wt[dgrad_repack_dst(q, kc, tap, c, p.C, p.K)] = w[(int64_t(kc) * p.taps() + tap) * p.C + c];
+      for (int c = 0; c < p.C; ++c) wt[dgrad_repack_dst(q, kc, tap, c, p.K)] = w[(int64_t(kc) * p.taps() + tap) * p.C + c];
   std::vector<float> y(static_cast<size_t>(p.in_elems()), -12345.f);
   writes.assign(y.size(), 0);
   for (int cls = 0; cls < q.classes; ++cls) {
