@@ -22,6 +22,7 @@
 #include <type_traits>
 
 #include "kernels/cuda/conv3d_v2_layout.h"
+#include "kernels/cuda/conv3d_wgmma.h"
 #include "kernels/cuda/conv_common.cuh"
 #include "kernels/cuda/cuda_utils.cuh"
 #include "kernels/cuda/ops_cuda.h"
@@ -33,6 +34,7 @@ const char* conv_variant_name(ConvVariant v) {
     case ConvVariant::Best: return "best";
     case ConvVariant::Direct: return "v1";
     case ConvVariant::Mma: return "v2";
+    case ConvVariant::Wgmma: return "v3";
   }
   return "?";
 }
@@ -766,7 +768,7 @@ bool conv3d_fprop_cuda_supports(const Conv3dParams& p, DType dtype, ConvVariant 
     return false;
   }
   if (v == ConvVariant::Mma) return v2_supports(p, dtype, why);
-  // >>> ConvVariant::Wgmma (conv3d_wgmma.h, the lead wires it): return its own supports() here. <<<
+  if (v == ConvVariant::Wgmma) return conv3d_fprop_wgmma_supports(p, dtype, why);
   return true;  // Direct and Best (which falls back to Direct) take every valid shape
 }
 
@@ -775,8 +777,10 @@ void conv3d_fprop_cuda(const Conv3dParams& p, DType dtype, const void* x, const 
   check_problem(p, "conv3d_fprop_cuda");
   std::string why;
   DEX_CHECK(conv3d_fprop_cuda_supports(p, dtype, v, &why), "conv3d_fprop_cuda (", conv_variant_name(v), "): ", why);
-  // >>> ConvVariant::Wgmma dispatch goes here (before v2): v == Wgmma, or Best where the wgmma kernel supports the
-  //     shape and is faster (conv3d_wgmma.h). Not written by the v2 owner. <<<
+  if (v == ConvVariant::Wgmma) {  // v3 on explicit request only (not yet part of Best: unmeasured)
+    conv3d_fprop_wgmma(p, dtype, x, w, y, stream);
+    return;
+  }
   const bool use_v2 = v == ConvVariant::Mma || (v == ConvVariant::Best && v2_supports(p, dtype, nullptr) &&
                                                 aligned16(x) && aligned16(w) && aligned16(y));
   if (!use_v2) {
@@ -813,6 +817,7 @@ bool conv3d_dgrad_cuda_supports(const Conv3dParams& p, DType dtype, ConvVariant 
     if (why) *why = str("unsupported storage dtype ", dtype_name(dtype));
     return false;
   }
+  if (v == ConvVariant::Wgmma) return wgmma_is_fprop_only(why);
   if (v == ConvVariant::Mma) return dgrad_v2_supports(p, dtype, why);
   return true;
 }
@@ -845,6 +850,7 @@ bool conv3d_wgrad_cuda_supports(const Conv3dParams& p, DType dtype, ConvVariant 
     if (why) *why = str("unsupported storage dtype ", dtype_name(dtype));
     return false;
   }
+  if (v == ConvVariant::Wgmma) return wgmma_is_fprop_only(why);
   if (v == ConvVariant::Mma) return wgrad_v2_supports(p, dtype, why);
   return true;
 }

@@ -5,10 +5,17 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <string>
 
 #include "kernels/common.h"
 
 namespace dex {
+
+// ConvVariant::Wgmma (v3) exists for conv3d fprop only: every other pass's *_supports says so.
+inline bool wgmma_is_fprop_only(std::string* why) {
+  if (why) *why = "the wgmma variant (v3) implements conv3d fprop only";
+  return false;
+}
 
 // Storage type of activations/weights in a kernel instantiation; accumulation is always fp32.
 enum class St { F32, F16, BF16 };

@@ -191,6 +191,7 @@ bool conv_transpose3d_fprop_cuda_supports(const ConvTranspose3dParams& p, DType 
     if (why) *why = str("unsupported storage dtype ", dtype_name(dtype));
     return false;
   }
+  if (v == ConvVariant::Wgmma) return wgmma_is_fprop_only(why);
   if (v == ConvVariant::Mma) return conv_transpose3d_v2_supports(p, dtype, why);
   return true;
 }
@@ -268,12 +269,14 @@ size_t conv_transpose3d_wgrad_cuda_workspace_bytes(const ConvTranspose3dParams& 
 bool conv_transpose3d_dgrad_cuda_supports(const ConvTranspose3dParams& p, DType dtype, ConvVariant v,
                                           std::string* why) {
   if (!dtype_ok(dtype, why)) return false;
+  if (v == ConvVariant::Wgmma) return wgmma_is_fprop_only(why);
   if (v == ConvVariant::Mma) return conv_transpose3d_bwd_v2_supports(p, dtype, why);
   return true;
 }
 bool conv_transpose3d_wgrad_cuda_supports(const ConvTranspose3dParams& p, DType dtype, ConvVariant v,
                                           std::string* why) {
   if (!dtype_ok(dtype, why)) return false;
+  if (v == ConvVariant::Wgmma) return wgmma_is_fprop_only(why);
   if (v == ConvVariant::Mma) return conv_transpose3d_bwd_v2_supports(p, dtype, why);
   return true;
 }

@@ -60,8 +60,10 @@ void adam_step_cuda(const AdamParams& a, int64_t step, int64_t n, float* param, 
 //   Mma:    v2, implicit GEMM on tensor cores, mma.sync.m16n8k16 + cp.async (3 stages) + ldmatrix (fprop; dgrad at
 //           strides 1 and 2 as one GEMM per output parity class; wgrad as a split-voxel GEMM with an ordered
 //           reduction; transposed conv fprop / dgrad / wgrad with kernel == stride).
+//   Wgmma:  v3, conv3d fprop only, Hopper wgmma.mma_async from swizzled shared memory (sm_90a; conv3d_wgmma.h).
+//           Chosen only when asked for: it joins Best once a GPU run shows where it beats v2.
 //   Best:   the fastest variant that supports the case.
-enum class ConvVariant { Best, Direct, Mma };
+enum class ConvVariant { Best, Direct, Mma, Wgmma };
 const char* conv_variant_name(ConvVariant v);
 
 // fp32 (the Backend table's precision): direct kernels, deterministic; no workspace.

@@ -222,5 +222,32 @@ TEST(ConvWgmmaSupports, LauncherRejectsBeforeTouchingTheDevice) {
   }
 }
 
+// The public dispatcher: ConvVariant::Wgmma reaches v3 (same capability answers, same refusals) for fprop only,
+// and is never chosen by Best until a GPU run shows where it wins.
+TEST(ConvWgmmaSupports, DispatcherRoutesTheWgmmaVariantForFpropOnly) {
+  for (const ConvLayerShape& l : dynunet_conv_shapes(64)) {
+    if (l.transposed) continue;
+    std::string a, b;
+    EXPECT_EQ(conv3d_fprop_cuda_supports(l.conv, DType::F16, ConvVariant::Wgmma, &a),
+              conv3d_fprop_wgmma_supports(l.conv, DType::F16, &b)) << l.name;
+    EXPECT_EQ(a, b) << l.name;
+  }
+  const Conv3dParams p = shape(1, 32, 32, 8, 8, 8, 3, 1, 1, 1);
+  std::string why;
+  EXPECT_FALSE(conv3d_dgrad_cuda_supports(p, DType::F16, ConvVariant::Wgmma, &why));
+  EXPECT_NE(why.find("fprop only"), std::string::npos) << why;
+  EXPECT_FALSE(conv3d_wgrad_cuda_supports(p, DType::F16, ConvVariant::Wgmma, &why));
+  EXPECT_NE(why.find("fprop only"), std::string::npos) << why;
+  EXPECT_STREQ(conv_variant_name(ConvVariant::Wgmma), "v3");
+  // A C = 3 problem through the dispatcher throws with v3's reason before touching the device.
+  alignas(16) static uint16_t dummy[64];
+  try {
+    conv3d_fprop_cuda(shape(1, 3, 32, 8, 8, 8, 3, 1, 1, 1), DType::F16, dummy, dummy, dummy, ConvVariant::Wgmma);
+    ADD_FAILURE() << "C = 3 accepted by the wgmma variant";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("C % 32"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace dex
