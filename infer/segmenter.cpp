@@ -2,6 +2,7 @@
 
 #include "data/click_guidance.h"
 #include "infer/click_channels_cuda.h"
+#include "infer/preprocess_cuda.h"
 #include "kernels/backend.h"
 
 namespace dex {
@@ -46,6 +47,10 @@ void Segmenter::set_image(const Volume& image) {
   opt.a_min = m_info.a_min;
   opt.a_max = m_info.a_max;
   opt.bundle_compat = m_options.bundle_click_mapping;
+  if (m_options.device == Device::CUDA) {
+    set_image_cuda(image, opt);
+    return;
+  }
   PreprocessTimes pt;
   Preprocessed p = preprocess_image(image, opt, &pt);
   m_timer.add("orient", pt.orient_ms);
@@ -55,19 +60,6 @@ void Segmenter::set_image(const Volume& image) {
   const int64_t n = p.ct.size();
   m_input.assign(static_cast<size_t>(n) * 3, 0.f);
   for (int64_t v = 0; v < n; ++v) m_input[v * 3] = p.ct.data[v];
-  if (m_options.device == Device::CUDA) {
-    // The CT channel goes to the device once (zero heatmaps beside it); the host staging is not needed any more.
-    m_has_image = false;
-    m_timer.time("upload", [&] { m_plan->upload(m_input.data()); });
-    std::vector<float>().swap(m_input);
-    m_way_back = make_way_back_geometry(m_record.geometry);
-    const size_t voxels = static_cast<size_t>(m_way_back.file_voxels());
-    if (m_dev_mask.size() != voxels) {
-      m_dev_mask = Buffer();  // free first: the peak stays one mask
-      m_dev_prob = Buffer();
-      m_dev_mask = Buffer(*backend(Device::CUDA).allocator, voxels);
-    }
-  }
   m_has_image = true;
 }
 
@@ -83,7 +75,9 @@ Segmentation Segmenter::segment(const Clicks& clicks, bool with_probability) {
   StageTimer kept;
   for (auto name : {"orient", "window", "resize"})
     if (m_timer.get(name) > 0) kept.add(name, m_timer.get(name));
-  if (m_options.device == Device::CUDA && m_timer.get("upload") > 0) kept.add("upload", m_timer.get("upload"));
+  if (m_options.device == Device::CUDA)
+    for (auto name : {"upload", "preprocess"})
+      if (m_timer.get(name) > 0) kept.add(name, m_timer.get(name));
   m_timer = kept;
   if (m_options.device == Device::CUDA) return segment_cuda(clicks, with_probability);
 
@@ -107,6 +101,34 @@ Segmentation Segmenter::segment(const Clicks& clicks, bool with_probability) {
 }
 
 #if defined(DEX_HAVE_CUDA)
+void Segmenter::set_image_cuda(const Volume& image, const PreprocessOptions& opt) {
+  const Backend& be = backend(Device::CUDA);
+  DEX_CHECK(static_cast<int64_t>(image.data.size()) == image.size() && image.size() > 0,
+            "Segmenter::set_image: empty volume or data size does not match the shape");
+  m_has_image = false;  // until the new image is on the device
+  m_record = make_preprocess_record(image.shape, image.affine, opt);
+  const PreprocessGeometry pg = make_preprocess_geometry(m_record);
+  m_way_back = make_way_back_geometry(m_record.geometry);
+  const size_t voxels = image.data.size();
+  if (m_dev_file.size() != voxels * sizeof(float)) {  // free first: the peak stays one image and one mask
+    m_dev_file = Buffer();
+    m_dev_mask = Buffer();
+    m_dev_prob = Buffer();
+    m_dev_file = Buffer(*be.allocator, voxels * sizeof(float));
+    m_dev_mask = Buffer(*be.allocator, voxels);
+  }
+  // The file's voxels go to the device once; orientation, window and area resize run there, into the CT channel of
+  // the plan's input (kept intact by the plan: keep_input); segment() rewrites only the heatmap channels.
+  m_timer.time("upload", [&] {
+    be.copy(m_dev_file.data(), Device::CUDA, image.data.data(), Device::CPU, voxels * sizeof(float), nullptr);
+  });
+  m_timer.time("preprocess", [&] {
+    preprocess_ct_cuda(pg, m_dev_file.as<float>(), m_plan->input(), 3, 0, nullptr);
+    be.synchronize(nullptr);
+  });
+  m_has_image = true;
+}
+
 Segmentation Segmenter::segment_cuda(const Clicks& clicks, bool with_probability) {
   const Backend& be = backend(Device::CUDA);
   Segmentation out;
@@ -146,6 +168,9 @@ Segmentation Segmenter::segment_cuda(const Clicks& clicks, bool with_probability
   return out;
 }
 #else
+void Segmenter::set_image_cuda(const Volume&, const PreprocessOptions&) {
+  throw Error("Segmenter: dex was built without CUDA (the constructor should have refused device cuda)");
+}
 Segmentation Segmenter::segment_cuda(const Clicks&, bool) {
   throw Error("Segmenter: dex was built without CUDA (the constructor should have refused device cuda)");
 }

@@ -6,11 +6,13 @@
 //
 // CPU: set_image keeps a host 3-channel input; segment() builds the heatmaps on the host, uploads the input, runs the
 // plan, downloads the logits and runs data/preprocess.h postprocess_logits.
-// CUDA: set_image uploads the input once (CT in channel 0; the plan keeps its input intact, keep_input); segment()
+// CUDA: set_image uploads the file's voxels once and preprocesses them on the device (infer/preprocess_cuda.h:
+// orientation, window, area resize, bit-equal to the CPU's) into channel 0 of the plan's input, which the plan
+// keeps intact (keep_input); segment()
 // writes the two heatmaps into channels 1 and 2 on the device (infer/click_channels_cuda.h), replays the plan's
 // graph, runs the way back on the device (infer/way_back_cuda.h: area resize, argmax, inverse orientation, written in
 // file order) and downloads the final mask once (and the spleen probability when asked). Stage times on CUDA are
-// device-synchronised: set_image adds "upload"; segment() records heatmaps, forward, way back, download.
+// device-synchronised: set_image records upload and preprocess; segment() heatmaps, forward, way back, download.
 #pragma once
 #include <array>
 #include <memory>
@@ -75,7 +77,8 @@ class Segmenter {
   // CUDA: the way back's geometry and device buffers (mask and probability in file voxels, heatmap scratch);
   // reallocated only when an image of another size is set.
   WayBackGeometry m_way_back;
-  Buffer m_dev_mask, m_dev_prob, m_dev_scratch;
+  Buffer m_dev_file, m_dev_mask, m_dev_prob, m_dev_scratch;
+  void set_image_cuda(const Volume& image, const PreprocessOptions& opt);
   Segmentation segment_cuda(const Clicks& clicks, bool with_probability);
 };
 
