@@ -2,7 +2,8 @@
 # Builds, on this (GPU-less) machine, everything scripts/gpu-check.sh runs on the lent GPU machine, and gathers it in
 # build-gpu-carry/ (ignored by git via /build*/) for the device tool's `carry`:
 #   build-gpu-carry/bin/dex_tests_cuda, dex_bench_cuda   CUDA test + bench binaries (Release, sm_90 / sm_90a)
-#   build-gpu-carry/bin/dex_tests_infer, dex-bench       the inference plan's CUDA tests, whole-model timings
+#   build-gpu-carry/bin/dex_tests_infer, dex-bench,      the inference plan's CUDA tests, whole-model timings
+#                     dex-plan-bench                     (fp32 / fp16 unfused / fp16 fused plans)
 #   build-gpu-carry/data/case_a.nii.gz                   the real CT (end-to-end rows)
 #   build-gpu-carry/lib/*.so*                             the shared libraries they need that the GPU image lacks
 #   build-gpu-carry/ptxas-*.txt                           ptxas resource usage (registers, smem, spills) per kernel
@@ -22,12 +23,13 @@ if [ ! -f "$BUILD/CMakeCache.txt" ]; then
 fi
 grep -q '^DEX_CUDA:STRING=ON' "$BUILD/CMakeCache.txt" || { echo "gpu-build: $BUILD is not configured with -DDEX_CUDA=ON" >&2; exit 2; }
 start=$(date +%s)
-ninja -C "$BUILD" -j"$JOBS" dex_tests_cuda dex_bench_cuda dex_tests_infer dex-bench
+ninja -C "$BUILD" -j"$JOBS" dex_tests_cuda dex_bench_cuda dex_tests_infer dex-bench dex-plan-bench
 echo "gpu-build: targets built in $(( $(date +%s) - start )) s"
 
 rm -rf "$CARRY"
 mkdir -p "$CARRY/bin" "$CARRY/lib"
-cp "$BUILD/tests/dex_tests_cuda" "$BUILD/bench/dex_bench_cuda" "$BUILD/tests/dex_tests_infer" "$BUILD/bin/dex-bench" "$CARRY/bin/"
+cp "$BUILD/tests/dex_tests_cuda" "$BUILD/bench/dex_bench_cuda" "$BUILD/tests/dex_tests_infer" "$BUILD/bin/dex-bench" \
+   "$BUILD/bin/dex-plan-bench" "$CARRY/bin/"
 # The real CT for dex-bench's end-to-end rows (the GPU machine has no ../shared).
 mkdir -p "$CARRY/data"
 [ -f ../shared/data/real-ct/imagesTr/case_a.nii.gz ] && cp ../shared/data/real-ct/imagesTr/case_a.nii.gz "$CARRY/data/"
@@ -42,7 +44,7 @@ done
 strip --strip-unneeded "$CARRY"/lib/*.so* 2>/dev/null || true
 
 # ptxas report for the conv kernels (the numbers quoted in reports), compiled standalone like dex_cuda does.
-for f in conv3d conv_transpose3d; do
+for f in conv3d conv_transpose3d; do  # (conv3d_wgmma.cu: sm_90a, reported by its own build with -DDEX_CUDA_PTXAS_VERBOSE=ON)
   nvcc -std=c++17 -O3 -arch=sm_90 -I. --expt-relaxed-constexpr -lineinfo -Xptxas -v,-warn-spills,-warn-lmem-usage \
     -c "kernels/cuda/$f.cu" -o /tmp/dex-ptxas-$$.o 2>&1 | grep -E 'Compiling entry|registers|spill|smem|warning' \
     | sed -e 's/ptxas info    : //' | { command -v c++filt >/dev/null && c++filt || cat; } \

@@ -57,6 +57,12 @@ fi
 say "1/6 tests"
 timeout 150 "$CARRY/bin/dex_tests_cuda" --gtest_color=no 2>&1 | tail -n 4000 > "$OUT/tests.log"
 test_rc=$?
+# The inference plan's fused kernels, the GPU way back and preprocessing live in dex_tests_infer (device rows only).
+echo "## dex_tests_infer (GPU rows)" >> "$OUT/tests.log"
+timeout 90 "$CARRY/bin/dex_tests_infer" --gtest_color=no \
+  --gtest_filter='Fused*:InferencePlan.Cuda*' 2>&1 | tail -n 300 >> "$OUT/tests.log"
+infer_rc=$?
+[ "$test_rc" = 0 ] && test_rc=$infer_rc
 grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$OUT/tests.log" | tail -20 | tee -a "$LOG"
 if grep -q 'CUDA backend not available' "$OUT/tests.log"; then say "WARNING: GPU rows skipped: backend unavailable"; fi
 say "tests exit code $test_rc"
@@ -72,25 +78,25 @@ else
 fi
 
 # ---- 3. benchmarks --------------------------------------------------------------------------------------------------
-say "3/6 benchmarks (min_time ${BENCH_MIN_TIME:-0.02} s): A = fprop v1/v2 vs cuDNN/cuBLAS, B = the rest"
+say "3/6 benchmarks (min_time ${BENCH_MIN_TIME:-0.02} s): A = fprop v2/v3 (wgmma) vs cuDNN/cuBLAS, B = dgrad, wgrad, transposed, 16-bit ops"
 # Two runs, two JSON files: if B hits its timeout, A's results (the ones the issue asks for) survive.
 bench() {  # bench <json> <timeout> <filter>
   timeout "$2" "$CARRY/bin/dex_bench_cuda" --benchmark_min_time="${BENCH_MIN_TIME:-0.02}" \
     --benchmark_filter="$3" --benchmark_out="$1" --benchmark_out_format=json 2>&1 | grep -E 'ERROR' | head -5 >>"$LOG"
   say "bench $(basename "$1") exit code ${PIPESTATUS[0]}"
 }
-bench "$OUT/bench.json" 150 "${BENCH_FILTER:-^conv3d_fprop/(f16_v1|f16_v2|cudnn_f16|cublas_f16)/}"
-[ -z "${BENCH_FILTER:-}" ] && bench "$OUT/bench2.json" 80 '^(conv3d_fprop/bf16|conv3d_dgrad|conv3d_wgrad|conv_transpose3d)'
+bench "$OUT/bench.json" 150 "${BENCH_FILTER:-^conv3d_fprop/(f16_v2|f16_wgmma|cudnn_f16|cublas_f16)/}"
+[ -z "${BENCH_FILTER:-}" ] && bench "$OUT/bench2.json" 100 '^(conv3d_dgrad|conv3d_wgrad|conv_transpose3d|ops16)'
 
 # ---- 4. SASS: tensor-core and async-copy instructions per kernel ---------------------------------------------------
 say "4/6 cuobjdump SASS counts"
 if command -v cuobjdump >/dev/null 2>&1; then
-  cuobjdump --dump-sass "$CARRY/bin/dex_bench_cuda" 2>/dev/null | awk '
+  { cuobjdump --dump-sass "$CARRY/bin/dex_bench_cuda"; cuobjdump --dump-sass "$CARRY/bin/dex-plan-bench"; } 2>/dev/null | awk '
     /Function :/ { if (fn != "") printf "%-70s HMMA %4d HGMMA %4d LDSM %4d LDGSTS %4d LDL/STL %3d\n", fn, h, g, l, a, s;
                    fn = $3; h = g = l = a = s = 0; next }
     /HMMA/ { h++ } /HGMMA/ { g++ } /LDSM/ { l++ } /LDGSTS/ { a++ } /LDL|STL/ { s++ }
     END { if (fn != "") printf "%-70s HMMA %4d HGMMA %4d LDSM %4d LDGSTS %4d LDL/STL %3d\n", fn, h, g, l, a, s }' |
-    grep -E 'conv' > "$OUT/sass.raw"
+    grep -E 'conv|fused' > "$OUT/sass.raw"
   # Demangle (cu++filt ships with the toolkit) and shorten the names.
   { command -v cu++filt >/dev/null && cu++filt < "$OUT/sass.raw" || cat "$OUT/sass.raw"; } |
     sed -e 's/dex::(anonymous namespace):://; s/(dex::ConvArgs,[^)]*)//' > "$OUT/sass.txt"
@@ -109,20 +115,23 @@ else
   say "5/6 PyTorch baseline skipped"
 fi
 
-# ---- 6. whole model: the inference plan on the GPU, dex-bench, PyTorch eager/AMP on the same card -------------------
+# ---- 6. whole model: the inference plan (fp32, fp16 unfused, fp16 fused), dex-bench, PyTorch on the same card ------
 if [ "${SKIP_MODEL:-0}" != 1 ] && [ -x "$CARRY/bin/dex-bench" ]; then
-  say "6/6 whole model: plan tests, dex-bench (fp32 / fp16 plan, end to end, one click), PyTorch baseline"
+  say "6/6 whole model: dex-plan-bench, PyTorch eager/AMP/channels-last, dex-bench (model, end to end, one click)"
   {
-    echo "## dex_tests_infer InferencePlan.Cuda*"
-    timeout 40 "$CARRY/bin/dex_tests_infer" --gtest_color=no --gtest_filter='InferencePlan.Cuda*' 2>&1 | tail -25
-    echo "## dex-bench --device cuda"
-    timeout 60 "$CARRY/bin/dex-bench" --device cuda --runs 10 --what model,e2e,click \
-      --image "$CARRY/data/case_a.nii.gz" --out "$OUT/dexbench.json.tmp" 2>&1 | tail -12
-    cat "$OUT/dexbench.json.tmp" 2>/dev/null; rm -f "$OUT/dexbench.json.tmp"
+    echo "## dex-plan-bench --device cuda --table (fp32 plan, fp16 unfused, fp16 fused; graph replays, median)"
+    timeout 60 "$CARRY/bin/dex-plan-bench" --device cuda --table --runs 20 2>&1 | tail -30
     echo "## bench/torch_gpu_baseline.py"
-    PYTHONUNBUFFERED=1 timeout 60 python3 bench/torch_gpu_baseline.py 2>&1 | tail -40
+    PYTHONUNBUFFERED=1 timeout 60 python3 bench/torch_gpu_baseline.py --json "$OUT/torch_model.json" 2>&1 | tail -30
+    echo "## dex-bench --device cuda"
+    torch_arg=(); [ -s "$OUT/torch_model.json" ] && torch_arg=(--torch "$OUT/torch_model.json")
+    timeout 150 "$CARRY/bin/dex-bench" --device cuda --runs 50 --e2e-runs 3 --image "$CARRY/data/case_a.nii.gz" \
+      "${torch_arg[@]}" --out "$OUT/dexbench.json.tmp" 2>&1 | tail -40
+    echo "## dex-bench JSON"; cat "$OUT/dexbench.json.tmp" 2>/dev/null
+    echo "## PyTorch JSON"; cat "$OUT/torch_model.json" 2>/dev/null
+    rm -f "$OUT/dexbench.json.tmp" "$OUT/torch_model.json"
   } > "$OUT/model.txt" 2>&1
-  grep -E 'PASSED|FAILED|model computation|end to end|one click' "$OUT/model.txt" | tee -a "$LOG"
+  grep -E 'PASSED|FAILED|floor|model|end to end|click' "$OUT/model.txt" | head -30 | tee -a "$LOG"
 else
   say "6/6 whole model skipped"
 fi
