@@ -29,7 +29,7 @@ echo "gpu-build: targets built in $(( $(date +%s) - start )) s"
 rm -rf "$CARRY"
 mkdir -p "$CARRY/bin" "$CARRY/lib"
 cp "$BUILD/tests/dex_tests_cuda" "$BUILD/bench/dex_bench_cuda" "$BUILD/tests/dex_tests_infer" "$BUILD/bin/dex-bench" \
-   "$BUILD/bin/dex-plan-bench" "$CARRY/bin/"
+   "$BUILD/infer/dex-plan-bench" "$CARRY/bin/"
 # The real CT for dex-bench's end-to-end rows (the GPU machine has no ../shared).
 mkdir -p "$CARRY/data"
 [ -f ../shared/data/real-ct/imagesTr/case_a.nii.gz ] && cp ../shared/data/real-ct/imagesTr/case_a.nii.gz "$CARRY/data/"
