@@ -86,6 +86,9 @@ struct Backend {
                                   float grad_scale, void* stream) = nullptr;
   void (*adam_step)(const AdamParams&, int64_t step, int64_t n, float* param, const float* grad, float* m, float* v,
                     float grad_scale, void* stream) = nullptr;
+  // True when all n values of x (on this device) are finite; synchronises. nullptr on the CPU (callers loop on the
+  // host there).
+  bool (*all_finite)(const float* x, int64_t n, void* stream) = nullptr;
 };
 
 // The table for `d`; throws dex::Error saying why when that backend is not built or has no device.

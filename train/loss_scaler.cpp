@@ -43,6 +43,12 @@ void LossScaler::set_state(float scale, int growth_tracker, int64_t skipped) {
 
 bool grads_all_finite(const ParameterSet& params) {
   const float* g = params.grads();
+  if (params.numel() == 0) return true;
+  // On a device with a finite check (CUDA) the gradients stay there: one kernel and a 4-byte flag come back.
+  if (params.device() != Device::CPU) {
+    const Backend& b = backend(params.device());
+    if (b.all_finite) return b.all_finite(g, params.numel(), nullptr);
+  }
   std::vector<float> host;
   if (params.device() != Device::CPU) {
     host.resize(static_cast<size_t>(params.numel()));

@@ -7,6 +7,7 @@
 #include "kernels/backend.h"
 #include "kernels/cuda/cuda_runtime.h"
 #include "kernels/cuda/ops_cuda.h"
+#include "kernels/cuda/split_cuda.h"
 
 namespace dex {
 
@@ -136,6 +137,7 @@ bool register_cuda_backend(std::string* why_not) {
   };
   b.adam_step = [](const AdamParams& a, int64_t step, int64_t n, float* p, const float* g, float* m, float* v,
                    float gs, void* s) { adam_step_cuda(a, step, n, p, g, m, v, gs, as_stream(s)); };
+  b.all_finite = [](const float* x, int64_t n, void* s) { return all_finite_cuda(x, n, as_stream(s)); };
   register_backend(b);
   return true;
 }

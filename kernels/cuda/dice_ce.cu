@@ -1,24 +1,27 @@
 // CUDA version of kernels/dice_ce.h (MONAI DiceCELoss, softmax + one-hot, spec §9; CPU reference
 // kernels/cpu/dice_ce.cpp), double math like the reference. Logits and dlogits are stored as T (float, __half,
 // __nv_bfloat16; kernels/cuda/storage.cuh): widened on load, dlogits rounded once to T.
-// v1: kernel 1 runs one 1024-thread block per sample and reduces, per channel, sum p*T, sum T, sum p and the CE sum
-// in a fixed tree order (deterministic); kernel 2 writes dlogits per voxel from those sums. The sums go to a small
-// process-wide device scratch (N*(3C+2) doubles, grown on demand and kept), the only allocation this op makes.
+// Split sums (kernels/cuda/reduce_split.h): kernel 1 runs one 256-thread block per (voxel chunk, sample), a fixed
+// number of chunks, and reduces per channel sum p*T, sum T, sum p and the CE sum in a fixed tree order into partials;
+// kernel 2 (one thread per (sample, quantity)) adds the partials in chunk order (deterministic, no atomics); kernel 3
+// writes dlogits per voxel from those sums. Partials and sums live in the stream's workspace (split_cuda.h). (v1 ran
+// one block per sample: one SM for a whole volume.)
 #include <cuda_runtime.h>
 
-#include <mutex>
 #include <vector>
 
 #include "kernels/cuda/cuda_utils.cuh"
 #include "kernels/cuda/ops16_cuda.h"
 #include "kernels/cuda/ops_cuda.h"
+#include "kernels/cuda/reduce_split.h"
+#include "kernels/cuda/split_cuda.h"
 #include "kernels/cuda/storage.cuh"
 
 namespace dex {
 namespace {
 
 constexpr int kMaxC = 16;
-constexpr int kThreads = 1024;
+constexpr int kThreads = 256;
 
 // sums[n][q]: q = c (I = sum p*T), C + c (G = sum T), 2C + c (P = sum p), 3C (CE sum), 3C + 1 (bad targets).
 // Per-voxel math in double like the CPU reference; per-thread partials then a fixed tree order per quantity.
@@ -32,16 +35,20 @@ __device__ double softmax_voxel(const T* z, int C, double* p) {
   return mx + log(sum);
 }
 
+// grid (chunks, N): partial[n][k][q] for the voxels of chunk k of sample n.
 template <class T>
-__global__ void __launch_bounds__(kThreads) dice_ce_sums_kernel_v1(int C, int64_t S, const T* logits,
-                                                                   const uint8_t* target, double* sums) {
+__global__ void __launch_bounds__(kThreads) dice_ce_partials_kernel(int C, int64_t S, split::Plan plan,
+                                                                    const T* logits, const uint8_t* target,
+                                                                    double* partial) {
   __shared__ double red[kThreads];
-  const int n = blockIdx.x;
+  const int n = blockIdx.y, k = blockIdx.x;
   const int nq = 3 * C + 2;
   double acc[3 * kMaxC + 2];
   for (int q = 0; q < nq; ++q) acc[q] = 0;
   double p[kMaxC];
-  for (int64_t s = threadIdx.x; s < S; s += kThreads) {
+  int64_t b, e;
+  split::chunk_range(plan, S, k, &b, &e);
+  for (int64_t s = b + threadIdx.x; s < e; s += kThreads) {
     const T* z = logits + (int64_t(n) * S + s) * C;
     const int t = target[int64_t(n) * S + s];
     if (t >= C) {
@@ -54,6 +61,7 @@ __global__ void __launch_bounds__(kThreads) dice_ce_sums_kernel_v1(int C, int64_
     acc[t] += p[t];
     acc[C + t] += 1.0;
   }
+  double* out = partial + (size_t(n) * plan.chunks + k) * nq;
   for (int q = 0; q < nq; ++q) {
     red[threadIdx.x] = acc[q];
     __syncthreads();
@@ -61,9 +69,19 @@ __global__ void __launch_bounds__(kThreads) dice_ce_sums_kernel_v1(int C, int64_
       if (threadIdx.x < w) red[threadIdx.x] += red[threadIdx.x + w];
       __syncthreads();
     }
-    if (threadIdx.x == 0) sums[int64_t(n) * nq + q] = red[0];
+    if (threadIdx.x == 0) out[q] = red[0];
     __syncthreads();
   }
+}
+
+// One thread per (sample, quantity): the partials in chunk order.
+__global__ void dice_ce_combine_kernel(int N, int nq, int chunks, const double* partial, double* sums) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= N * nq) return;
+  const int n = i / nq, q = i % nq;
+  double s = 0;
+  for (int k = 0; k < chunks; ++k) s += partial[(size_t(n) * chunks + k) * nq + q];
+  sums[i] = s;
 }
 
 // dz = p (g - sum_c p g) + wc (p - T), g_c = wd ((2 I + nr) / den^2 - [c == t] 2 / den), den = G + P + dr,
@@ -91,15 +109,6 @@ __global__ void dice_ce_grad_kernel_v1(int N, int C, int64_t S, double nr, doubl
   }
 }
 
-double* sums_scratch(size_t count) {
-  // Deliberately never freed: a static destructor would run after the CUDA runtime has shut down.
-  static std::mutex mu;
-  static auto* buf = new DeviceBuffer<double>();
-  std::lock_guard<std::mutex> lock(mu);
-  if (buf->size() < count) *buf = DeviceBuffer<double>(count);
-  return buf->data();
-}
-
 template <class T>
 DiceCEResult launch(const DiceCEParams& p, const T* logits, const uint8_t* target, T* dlogits, float grad_scale,
                     cudaStream_t stream) {
@@ -107,9 +116,16 @@ DiceCEResult launch(const DiceCEParams& p, const T* logits, const uint8_t* targe
   DEX_CHECK(logits && target, "dice_ce_fwd_bwd_cuda: logits and target must not be null");
   DEX_CHECK(p.C >= 1 && p.C <= kMaxC, "dice_ce_fwd_bwd_cuda: C must be in [1, ", kMaxC, "], got ", p.C);
   const int nq = 3 * p.C + 2;
-  double* sums = sums_scratch(size_t(p.N) * nq);
-  dice_ce_sums_kernel_v1<T><<<p.N, kThreads, 0, stream>>>(p.C, p.S, logits, target, sums);
-  DEX_LAUNCH_CHECK("dice_ce_sums_kernel_v1", stream);
+  DEX_CHECK(p.N <= 65535, "dice_ce_fwd_bwd_cuda: N must be <= 65535, got ", p.N);
+  const split::Plan plan = split::make_plan(p.S, p.N);
+  const size_t part = size_t(p.N) * plan.chunks * nq;
+  auto* partial = static_cast<double*>(stream_workspace(stream, (part + size_t(p.N) * nq) * sizeof(double)));
+  double* sums = partial + part;
+  dice_ce_partials_kernel<T><<<dim3(plan.chunks, p.N), kThreads, 0, stream>>>(p.C, p.S, plan, logits, target,
+                                                                               partial);
+  DEX_LAUNCH_CHECK("dice_ce_partials_kernel", stream);
+  dice_ce_combine_kernel<<<(p.N * nq + 127) / 128, 128, 0, stream>>>(p.N, nq, plan.chunks, partial, sums);
+  DEX_LAUNCH_CHECK("dice_ce_combine_kernel", stream);
   std::vector<double> h(size_t(p.N) * nq);
   DEX_CUDA_CHECK(cudaMemcpyAsync(h.data(), sums, h.size() * sizeof(double), cudaMemcpyDeviceToHost, stream));
   DEX_CUDA_CHECK(cudaStreamSynchronize(stream));
