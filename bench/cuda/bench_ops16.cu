@@ -2,7 +2,7 @@
 // fp32 storage against f16 (and bf16 where the kernel differs only in the conversion, the norm): every op is
 // memory-bound, so the counters that matter are GB/s and `roofline` = (bytes / 3.35 TB/s) / time, the fraction of
 // the H100 SXM HBM3 bandwidth reached. Bytes count every tensor the op must touch once (the ideal traffic; a kernel
-// that reads its input twice, like the two-pass norm, shows it as a lower fraction). L2 is flushed before every
+// that reads its input twice, like the norm (statistics pass + apply pass), shows it as a lower fraction). L2 is flushed before every
 // timed launch (bench_util.h). Names: ops16/<op>/<dtype>/<shape>.
 //
 // Shapes: norm / LeakyReLU / add at 32 ch x 128^3 (input_block and the last decoder level); concat 32 + 32 -> 64 ch
@@ -15,6 +15,7 @@
 #include "bench/cuda/bench_util.h"
 #include "kernels/cuda/ops16_cuda.h"
 #include "kernels/cuda/ops_cuda.h"
+#include "kernels/cuda/split_cuda.h"
 
 namespace dex::bench {
 namespace {
@@ -57,19 +58,23 @@ void guarded(benchmark::State& state, const std::function<void()>& body) {
   }
 }
 
-void bm_norm_fwd(benchmark::State& state, DType t, int C) {
+// Norm rows: `v1` = the old one-block-per-(32 channels, sample) kernels (instance_norm_*_v1_cuda); otherwise the
+// default entry points (the split variant, kernels/cuda/reduce_split.h; the workspace comes from stream_workspace()
+// and is allocated during the warm-up, outside the timed launches).
+void bm_norm_fwd(benchmark::State& state, DType t, int C, bool v1) {
   guarded(state, [&] {
     InstanceNormParams p;
     p.N = 1; p.C = C; p.S = kVox;
     const int64_t n = p.S * C;
     Tensor x(n, t, kSeed), y(n, t, kSeed + 1), mean(C, DType::F32, 0), rstd(C, DType::F32, 0);
     time_loop(state, [&](cudaStream_t s) {
-      instance_norm_fwd_cuda(p, t, x.data(), nullptr, nullptr, y.data(), mean.f32(), rstd.f32(), s);
+      if (v1) instance_norm_fwd_v1_cuda(p, t, x.data(), nullptr, nullptr, y.data(), mean.f32(), rstd.f32(), s);
+      else instance_norm_fwd_cuda(p, t, x.data(), nullptr, nullptr, y.data(), mean.f32(), rstd.f32(), s);
     }, 0, 2 * n * es(t));
   });
 }
 
-void bm_norm_bwd(benchmark::State& state, DType t, int C) {
+void bm_norm_bwd(benchmark::State& state, DType t, int C, bool v1) {
   guarded(state, [&] {
     InstanceNormParams p;
     p.N = 1; p.C = C; p.S = kVox;
@@ -77,8 +82,12 @@ void bm_norm_bwd(benchmark::State& state, DType t, int C) {
     Tensor x(n, t, kSeed), dy(n, t, kSeed + 1), dx(n, t, kSeed + 2), mean(C, DType::F32, 0), rstd(C, DType::F32, 0);
     instance_norm_fwd_cuda(p, t, x.data(), nullptr, nullptr, dx.data(), mean.f32(), rstd.f32(), nullptr);
     time_loop(state, [&](cudaStream_t s) {
-      instance_norm_bwd_cuda(p, t, x.data(), dy.data(), mean.f32(), rstd.f32(), nullptr, dx.data(), nullptr, nullptr,
-                             GradMode::Overwrite, s);
+      if (v1)
+        instance_norm_bwd_v1_cuda(p, t, x.data(), dy.data(), mean.f32(), rstd.f32(), nullptr, dx.data(), nullptr,
+                                  nullptr, GradMode::Overwrite, s);
+      else
+        instance_norm_bwd_cuda(p, t, x.data(), dy.data(), mean.f32(), rstd.f32(), nullptr, dx.data(), nullptr, nullptr,
+                               GradMode::Overwrite, s);
     }, 0, 3 * n * es(t));
   });
 }
@@ -211,8 +220,11 @@ int register_all() {
   const int64_t n32 = kVox * 32;
   for (DType t : {DType::F32, DType::F16, DType::BF16}) {
     const std::string d = dtype_name(t);
-    reg("ops16/instance_norm_fwd/" + d + "/32x128^3", [t](benchmark::State& s) { bm_norm_fwd(s, t, 32); });
-    reg("ops16/instance_norm_bwd/" + d + "/32x128^3", [t](benchmark::State& s) { bm_norm_bwd(s, t, 32); });
+    for (bool v1 : {false, true}) {
+      const std::string v = v1 ? "_v1" : "";  // no suffix: the split variant the entry points run
+      reg("ops16/instance_norm_fwd" + v + "/" + d + "/32x128^3", [=](benchmark::State& s) { bm_norm_fwd(s, t, 32, v1); });
+      reg("ops16/instance_norm_bwd" + v + "/" + d + "/32x128^3", [=](benchmark::State& s) { bm_norm_bwd(s, t, 32, v1); });
+    }
     if (t == DType::BF16) continue;  // the rest: bf16 differs from f16 only in the conversion instruction
     reg("ops16/leaky_relu_fwd/" + d + "/32x128^3", [=](benchmark::State& s) { bm_leaky_fwd(s, t, n32); });
     reg("ops16/leaky_relu_bwd/" + d + "/32x128^3", [=](benchmark::State& s) { bm_leaky_bwd(s, t, n32); });
