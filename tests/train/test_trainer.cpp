@@ -530,22 +530,20 @@ TEST(TrainerNccl, TwoGpuRanksMatchMpiRanks) {
   }
 }
 
-// Convergence of train_small on CPU phantoms (issue 7). The issue asks for a validation spleen Dice >= 0.9 "in a few
-// minutes"; the small configuration does NOT reach it on this 2-core machine and this test does not assert it.
-// Checked and ruled out as causes (tests above, and the report of issue 7): click heatmaps on the wrong voxels (they
-// peak on the click's voxel, a spleen voxel), clicks lost in the interaction step, dex-eval's click mapping (file
-// voxel -> the grid window holding it). Found: on 32^3 the bundle's nearest label resize makes an aliased target
-// (partial-volume ceiling ~0.75, LabelResize tests) -> train_small uses "majority"; 6 training phantoms were too few.
-// What remains is the task: a ~120-voxel spleen whose intensity differs from the adjacent muscle wall and liver by
-// ~0.02 of the window (and the augmentation shifts intensities by up to 0.1), with ~1000 steps.
-// Measured with this exact setup (48 phantoms seed 7 = 40 train + 8 validation, train_small: 30 epochs, lr 3e-3 then
-// 3e-4 after epoch 20, majority targets; 1 thread): best validation spleen Dice 0.729 (mean Dice 0.864), the curve
-// flat at 0.67-0.73 over the last 10 epochs; 165 s alone on the machine, ~195 s sharing 2 cores with two other runs.
-// 24 phantoms (20 + 4), 60 epochs, /10 after 40: majority 0.72, nearest 0.70 (on its own targets), majority with
-// guidance_sigma 1: 0.70. Longer is better but slow: this setup with 90 epochs (/10 after 60) reaches 0.80 at epoch
-// 64 (~12 min); 48^3 for 30 epochs: 0.70.
-// The assertion is therefore: the best validation spleen Dice of the run is >= 0.6 and the training loss falls
-// below 30% of its first-epoch value.
+// Convergence of train_small on CPU phantoms (issue 7), and bitwise repeatability of that run. The issue asks for a
+// validation spleen Dice >= 0.9 "in a few minutes"; no configuration of train_small's free knobs measured so far
+// reaches it on this 2-core CPU (the measurements are in the "comment" of configs/train_small.json), so this test
+// asserts what train_small does reach, with a margin: the best validation spleen Dice >= 0.6 (measured 0.729 with this
+// exact setup: 48 phantoms seed 7 = 40 train + 8 validation, 1 thread; ~165 s alone on the machine) and the training
+// loss below 30% of its first-epoch value. Where the error is (measured with dex-infer masks of this run's model on
+// the 8 validation phantoms, one spleen click at the spleen's deepest voxel; Dice 0.55-0.78 in the image grid): one
+// connected prediction per case, no extra or missed components; 73-99% of the wrong voxels lie within one network
+// voxel (~10 mm, the mean grid spacing) of the spleen boundary (false positives exceed misses in 5 of 8 cases). The
+// training cases are no better (dex-eval: 0.60 / 0.67 grid spleen Dice at 0 / 3 clicks on 8 training phantoms, 0.62
+// / 0.67 on the validation ones), and clicks hardly help (0.68 at 10 clicks): a 74-157-voxel spleen on the 32^3 grid
+// is mostly boundary, and the boundary is what the model gets wrong. Ruled out earlier (tests above): click heatmaps on
+// the wrong voxels, clicks lost in the interaction step, dex-eval's click mapping; the bundle's nearest targets are
+// aliased on 32^3 (LabelResize tests), hence "majority"; 24 phantoms, nearest targets or guidance_sigma 1: 0.70-0.72.
 TEST(TrainerConvergence, SmallConfigLearnsPhantomSpleens) {
   // One thread: the trajectory (and with it the asserted Dice) does not depend on the machine's core count.
   omp_set_num_threads(1);
@@ -558,8 +556,12 @@ TEST(TrainerConvergence, SmallConfigLearnsPhantomSpleens) {
   j["progress"] = false;
   const TrainConfig c = train_config_from_json(j, "train_small");
   Trainer t(c, comm);
+  std::vector<float> after_epoch1;
+  t.on_epoch_end = [&](const EpochRecord& r) {
+    if (r.epoch == 1) after_epoch1 = weights(t);
+  };
   const auto rec = t.run();
-  ASSERT_EQ(rec.size(), 30u);
+  ASSERT_EQ(rec.size(), static_cast<size_t>(c.max_epochs));
   double best_spleen = 0;
   for (const auto& r : rec) best_spleen = std::max(best_spleen, r.val_spleen_dice);
   std::fprintf(stderr,
@@ -568,4 +570,19 @@ TEST(TrainerConvergence, SmallConfigLearnsPhantomSpleens) {
   EXPECT_GE(best_spleen, 0.6);
   EXPECT_LT(rec.back().train_loss, 0.3 * rec.front().train_loss);
   EXPECT_TRUE(fs::exists(t.model_path()));
+
+  // The same run with the same seed is bitwise repeatable: its first epoch again, in a new Trainer (new caches, new
+  // output folder), gives the same weights, loss and validation Dice bit for bit. (Trainer.SameSeedIsBitwiseRepeatable
+  // checks the same on 16^3 and that another seed differs.)
+  ASSERT_FALSE(after_epoch1.empty());
+  TrainConfig c1 = c;
+  c1.max_epochs = 1;
+  c1.output_dir = fresh_dir("converge_repeat");
+  Trainer t1(c1, comm);
+  const auto rec1 = t1.run();
+  ASSERT_EQ(rec1.size(), 1u);
+  EXPECT_TRUE(bitwise_equal(after_epoch1, weights(t1)));
+  EXPECT_EQ(rec1[0].train_loss, rec[0].train_loss);
+  EXPECT_EQ(rec1[0].val_spleen_dice, rec[0].val_spleen_dice);
+  EXPECT_EQ(rec1[0].val_mean_dice, rec[0].val_mean_dice);
 }
