@@ -48,7 +48,10 @@ extra=()
 model="$out/run/model.safetensors"
 say "4/6 evaluate Dice vs clicks -> $out/eval"
 mkdir -p "$out/eval"
-"$EVAL" --model "$model" --dataset-dir "$out/phantoms" --output-dir "$out/eval" --device "$device"
+# The validation split is the config's num_val last cases (dex-eval's own default is the bundle's 9).
+num_val="$(sed -n 's/^ *"num_val": *\([0-9]*\).*/\1/p' "$out/run/config.json")"
+"$EVAL" --model "$model" --dataset-dir "$out/phantoms" --output-dir "$out/eval" --device "$device" \
+  ${num_val:+--num-val "$num_val"}
 
 say "5/6 segment the real CT: automatic and with clicks -> $out/real"
 mkdir -p "$out/real"
