@@ -302,6 +302,25 @@ TEST(ReduceSplitGpu, ExplicitWorkspaceEqualsDefaultAndV1AgreesWithin4Ulp) {
   EXPECT_TRUE(cmps.ok) << cmps.message;
 }
 
+TEST(ReduceSplitGpu, StreamWorkspaceIsPerStreamAndGrowOnly) {
+  std::string why;
+  if (!backend_available(Device::CUDA, &why)) GTEST_SKIP() << "CUDA backend not available: " << why;
+  cudaStream_t s1 = nullptr, s2 = nullptr;
+  DEX_CUDA_CHECK(cudaStreamCreate(&s1));
+  DEX_CUDA_CHECK(cudaStreamCreate(&s2));
+  void* a = stream_workspace(s1, 1000);
+  void* b = stream_workspace(s2, 1000);
+  EXPECT_NE(a, b) << "two streams must not share a workspace (their ops may run at the same time)";
+  EXPECT_EQ(stream_workspace(s1, 10), a) << "a smaller request reuses the block";
+  void* big = stream_workspace(s1, size_t(1) << 20);
+  ASSERT_NE(big, nullptr);
+  DEX_CUDA_CHECK(cudaMemsetAsync(big, 0, size_t(1) << 20, s1));  // the whole grown block is usable
+  DEX_CUDA_CHECK(cudaMemsetAsync(a, 0, 1000, s1));                // and the old one is still alive
+  DEX_CUDA_CHECK(cudaStreamSynchronize(s1));
+  cudaStreamDestroy(s1);
+  cudaStreamDestroy(s2);
+}
+
 TEST(ReduceSplitGpu, AllFiniteFindsInfAndNanAnywhere) {
   std::string why;
   if (!backend_available(Device::CUDA, &why)) GTEST_SKIP() << "CUDA backend not available: " << why;
