@@ -534,7 +534,7 @@ TEST(TrainerNccl, TwoGpuRanksMatchMpiRanks) {
 // validation spleen Dice >= 0.9 "in a few minutes"; no configuration of train_small's free knobs measured so far
 // reaches it on this 2-core CPU (the measurements are in the "comment" of configs/train_small.json), so this test
 // asserts what train_small does reach, with a margin: the best validation spleen Dice >= 0.6 (measured 0.729 with this
-// exact setup: 48 phantoms seed 7 = 40 train + 8 validation, 1 thread; 165 s with the repeat below, quiet) and the training
+// exact setup: 48 phantoms seed 7 = 40 train + 8 validation, 1 thread; 165 s quiet, with the repeat) and the training
 // loss below 30% of its first-epoch value. Where the error is (measured with dex-infer masks of this run's model on
 // the 8 validation phantoms, one spleen click at the spleen's deepest voxel; Dice 0.55-0.78 in the image grid): one
 // connected prediction per case, no extra or missed components; 73-99% of the wrong voxels lie within one network
