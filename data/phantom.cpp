@@ -159,7 +159,7 @@ Phantom make_phantom(uint64_t seed, int64_t index, const PhantomOptions& opt) {
   const double bx = uniform(rng, -6, 6), by = uniform(rng, -6, 6);
   const double fat = uniform(rng, 8, 25), muscle = uniform(rng, 6, 12);
   const double ac = a - fat - muscle, bc = b - fat - muscle;  // cavity semi-axes
-  const double hu_fat = uniform(rng, -110, -90), hu_muscle = uniform(rng, 45, 58), hu_cavity = uniform(rng, 10, 25);
+  const double hu_fat = uniform(rng, -110, -90), hu_muscle = uniform(rng, 45, 58), hu_cavity = uniform(rng, -105, -80);  // visceral fat
   const double noise_sigma = uniform(rng, 10, 20);
   (void)half_fov;
   auto zf = [&](double f) { return z0 + f * (z1 - z0); };
@@ -199,6 +199,22 @@ Phantom make_phantom(uint64_t seed, int64_t index, const PhantomOptions& opt) {
   }
   const double hu_spleen = uniform(rng, 40, 50);
 
+  // Stomach (soft tissue, medial and anterior to the spleen, which it often touches) and bowel loops in the fat.
+  Blob stomach;
+  stomach.center = {spleen.center[0] + uniform(rng, 45, 70), spleen.center[1] + uniform(rng, 20, 45),
+                    spleen.center[2] + uniform(rng, -10, 25)};
+  stomach.semi = {uniform(rng, 30, 45), uniform(rng, 22, 32), uniform(rng, 30, 45)};
+  stomach.rot = rotation_zyx(uniform(rng, -0.5, 0.5), 0, 0);
+  const double hu_stomach = uniform(rng, 25, 40);
+  const int nbowel = 22 + static_cast<int>(rng.below(11));
+  std::vector<Blob> bowel(nbowel);
+  std::vector<double> hu_bowel(nbowel);
+  for (int m = 0; m < nbowel; ++m) {
+    bowel[m].center = {bx + ac * uniform(rng, -0.7, 0.7), by + bc * uniform(rng, -0.2, 0.8), zf(uniform(rng, 0.0, 0.9))};
+    bowel[m].semi = {uniform(rng, 14, 28), uniform(rng, 12, 24), uniform(rng, 20, 40)};
+    bowel[m].rot = rotation_zyx(uniform(rng, 0, kPi), uniform(rng, -0.5, 0.5), 0);
+    hu_bowel[m] = uniform(rng, 20, 40);
+  }
   const int ngas = 6 + static_cast<int>(rng.below(9));
   std::vector<Blob> gas(ngas);
   for (auto& gb : gas) {
@@ -247,6 +263,8 @@ Phantom make_phantom(uint64_t seed, int64_t index, const PhantomOptions& opt) {
       label.at(i, j, k) = is_spleen ? 1 : 0;
     });
   };
+  for (int m = 0; m < nbowel; ++m) paint(bowel[m], hu_bowel[m], false);
+  paint(stomach, hu_stomach, false);
   for (const auto& gb : gas) paint(gb, -1000, false);
   // aorta (left-anterior of the spine) and paraspinal muscles, constant along z
   for (int64_t i = 0; i < g.n[0]; ++i)

@@ -1,9 +1,14 @@
 // Synthetic CT-like abdominal phantoms with spleen labels (seeded), the training set of every test and of the demo.
 // Anatomy is built in world coordinates (RAS mm: +x = patient's right, +y = anterior, +z = superior) on a canonical
-// RAS grid: air outside (-1000 HU), body ellipse with subcutaneous fat (-100) and a muscle wall (~50), abdominal
-// soft tissue, bowel gas pockets (-1000), liver (~60, patient's right), kidneys (~30), spine with vertebral bodies
-// (cortex ~1000, cancellous ~400), discs and spinal canal, paraspinal muscles, and a spleen (~45) of varied shape
-// (a deformed, rotated ellipsoid), size and position on the patient's left, posterior. Gaussian noise (sigma 10-20 HU).
+// RAS grid: air outside (-1000 HU), body ellipse with subcutaneous fat (-100) and a muscle wall (~50), an abdominal
+// cavity of visceral fat (-105..-80) holding bowel loops (20-40) and gas pockets (-1000), the stomach (25-40, medial
+// and anterior to the spleen, often touching it), liver (~60, patient's right), kidneys (~30), spine with vertebral
+// bodies (cortex ~1000, cancellous ~400), discs and spinal canal, paraspinal muscles, and a spleen (~45) of varied
+// shape (a deformed, rotated ellipsoid), size and position on the patient's left, posterior. Gaussian noise (sigma
+// 10-20 HU). Non-contrast HU like ../shared/data/real-ct, whose spleen is mostly bordered by fat: there 22% of the
+// 3-voxel shell around the spleen lies within +-30 HU of the spleen's mean; here 6-38% (mean 21%, 12 cases) of the
+// 2-voxel shell. (Until 2026-11-27 the cavity was uniform soft tissue at 10-25 HU, 47-73% of the shell: the spleen's
+// outline was harder to see than in a real CT.)
 // The array is then stored in one of several orientations (RAS, LPS-like flips, axis-permuted) with the matching
 // affine, so the world position of every structure does not depend on the storage orientation.
 #pragma once
