@@ -533,17 +533,11 @@ TEST(TrainerNccl, TwoGpuRanksMatchMpiRanks) {
 // Convergence of train_small on CPU phantoms (issue 7), and bitwise repeatability of that run. The issue asks for a
 // validation spleen Dice >= 0.9 "in a few minutes"; no configuration of train_small's free knobs measured so far
 // reaches it on this 2-core CPU (the measurements are in the "comment" of configs/train_small.json), so this test
-// asserts what train_small does reach, with a margin: the best validation spleen Dice >= 0.6 (measured 0.729 with this
-// exact setup: 48 phantoms seed 7 = 40 train + 8 validation, 1 thread; 165 s quiet, with the repeat) and the training
-// loss below 30% of its first-epoch value. Where the error is (measured with dex-infer masks of this run's model on
-// the 8 validation phantoms, one spleen click at the spleen's deepest voxel; Dice 0.55-0.78 in the image grid): one
-// connected prediction per case, no extra or missed components; 73-99% of the wrong voxels lie within one network
-// voxel (~10 mm, the mean grid spacing) of the spleen boundary (false positives exceed misses in 5 of 8 cases). The
-// training cases are no better (dex-eval: 0.60 / 0.67 grid spleen Dice at 0 / 3 clicks on 8 training phantoms, 0.62
-// / 0.67 on the validation ones), and clicks hardly help (0.68 at 10 clicks): a 74-157-voxel spleen on the 32^3 grid
-// is mostly boundary, and the boundary is what the model gets wrong. Ruled out earlier (tests above): click heatmaps on
-// the wrong voxels, clicks lost in the interaction step, dex-eval's click mapping; the bundle's nearest targets are
-// aliased on 32^3 (LabelResize tests), hence "majority"; 24 phantoms, nearest targets or guidance_sigma 1: 0.70-0.72.
+// asserts what train_small does reach, with a margin: the best validation spleen Dice >= 0.6 (measured 0.708 with this
+// exact setup on the current phantoms: 48 phantoms seed 7 = 40 train + 8 validation, 1 thread, 152 s on a quiet
+// machine; 0.729 on the phantoms before 2026-11-27) and the training loss below 30% of its first-epoch value (measured
+// 1.392 -> 0.333). Where the 32^3 error is: boundary voxels (73-99% of the wrong voxels within one grid voxel, ~10 mm,
+// of the spleen boundary), one connected prediction per case, training cases no better than validation ones.
 TEST(TrainerConvergence, SmallConfigLearnsPhantomSpleens) {
   // One thread: the trajectory (and with it the asserted Dice) does not depend on the machine's core count.
   omp_set_num_threads(1);
