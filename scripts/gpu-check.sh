@@ -5,7 +5,8 @@
 # bench/results/<gpu>-<date>.md). About 4-6 minutes.
 #
 # Prepare here (no GPU needed):  scripts/gpu-build.sh          -> build-gpu-carry/ (binaries + libraries)
-# Run there (device tool):       run(command="bash scripts/gpu-check.sh", carry=["build-gpu-carry"], timeout_s=480)
+# Run there (device tool):       run(command="bash scripts/gpu-check.sh", carry=["build-gpu-pack"], timeout_s=480)
+#                                (build-gpu-pack/carry.tgz is unpacked into build-gpu-carry/ first)
 # Files back (at most 8): check.log, tests.log, bench.json, bench2.json, sass.txt, torch.json, model.txt, summary.md.
 # Env: OUT (default /tmp/dex-gpu-check), CARRY (default build-gpu-carry), BENCH_FILTER (regex, default all), SKIP_MODEL=1,
 #      BENCH_MIN_TIME (seconds, default 0.02), SKIP_TORCH=1, SKIP_SANITIZER=1.
@@ -19,6 +20,9 @@ LOG="$OUT/check.log"
 say() { echo "[gpu-check $(date +%H:%M:%S)] $*" | tee -a "$LOG"; }
 
 # ---- 0. preconditions: a GPU, the carried binaries ----------------------------------------------------------------
+if [ ! -d "$CARRY" ] && [ -f build-gpu-pack/carry.tgz ]; then
+  tar -xzf build-gpu-pack/carry.tgz && say "unpacked build-gpu-pack/carry.tgz into $CARRY"
+fi
 if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >>"$LOG" 2>&1; then
   say "FAIL: no NVIDIA GPU here (nvidia-smi missing or found no device). This script is for the lent GPU machine;"
   say "      on a development machine run scripts/gpu-build.sh and the CPU test suite instead."
