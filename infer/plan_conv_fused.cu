@@ -20,6 +20,7 @@
 #include "kernels/cuda/conv3d_v2_layout.h"
 #include "kernels/cuda/conv_common.cuh"
 #include "kernels/cuda/cuda_runtime.h"
+#include "kernels/cuda/mma_sync.cuh"
 
 namespace dex {
 namespace plan_fused {
@@ -215,29 +216,7 @@ __global__ void __launch_bounds__(kTileRows) conv_fused_kernel_direct(const __gr
 }
 
 // ==== Mma ===========================================================================================================
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
-  const unsigned sa = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  const int src_size = valid ? 16 : 0;  // 0: nothing read, 16 zero bytes written
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(sa), "l"(gmem), "r"(src_size));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
-
-__device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], const void* smem) {
-  const unsigned sa = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(sa));
-}
-
-__device__ __forceinline__ void mma_16816(float (&d)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
+using namespace mma_sync;  // cp.async, ldmatrix, mma.sync m16n8k16 (kernels/cuda/mma_sync.cuh)
 
 __device__ __forceinline__ unsigned pack2(float lo, float hi) {
   __half2 v = __floats2half2_rn(lo, hi);
@@ -407,7 +386,7 @@ __global__ void __launch_bounds__(kThreads) conv_fused_kernel_mma(const __grid_c
 #pragma unroll
       for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
-        for (int ni = 0; ni < kNT; ++ni) mma_16816(acc[mi][ni], af[mi], bf[ni][0], bf[ni][1]);
+        for (int ni = 0; ni < kNT; ++ni) mma_16816<false>(acc[mi][ni], af[mi], bf[ni][0], bf[ni][1]);
       if constexpr (kProj) {
         if (proj_step) {
           const uint16_t* tP = sP + (kt % kStages) * BN * kBK;
@@ -423,7 +402,7 @@ __global__ void __launch_bounds__(kThreads) conv_fused_kernel_mma(const __grid_c
 #pragma unroll
           for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
-            for (int ni = 0; ni < kNT; ++ni) mma_16816(pacc[mi][ni], af[mi], bf[ni][0], bf[ni][1]);
+            for (int ni = 0; ni < kNT; ++ni) mma_16816<false>(pacc[mi][ni], af[mi], bf[ni][0], bf[ni][1]);
         }
       }
     }
