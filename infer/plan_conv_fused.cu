@@ -21,6 +21,7 @@
 #include "kernels/cuda/conv_common.cuh"
 #include "kernels/cuda/cuda_runtime.h"
 #include "kernels/cuda/mma_sync.cuh"
+#include "kernels/cuda/v2_fragments.cuh"
 
 namespace dex {
 namespace plan_fused {
@@ -370,39 +371,14 @@ __global__ void __launch_bounds__(kThreads) conv_fused_kernel_mma(const __grid_c
 #pragma unroll
     for (int kk = 0; kk < 2; ++kk) {
       unsigned af[2][4];
-#pragma unroll
-      for (int mi = 0; mi < 2; ++mi)
-        ldmatrix_x4(af[mi], &tA[v2::swz(v2::lda_row(warp_m, mi, lane), v2::lda_chunk(kk, lane))]);
+      v2::load_a_frags(af, tA, warp_m, lane, kk);
       unsigned bf[kNT][2];
-#pragma unroll
-      for (int nj = 0; nj < kNT / 2; ++nj) {
-        unsigned r[4];
-        ldmatrix_x4(r, &tB[v2::swz(v2::ldb_row(nj, lane), v2::ldb_chunk(kk, lane))]);
-        bf[2 * nj][0] = r[0];
-        bf[2 * nj][1] = r[1];
-        bf[2 * nj + 1][0] = r[2];
-        bf[2 * nj + 1][1] = r[3];
-      }
-#pragma unroll
-      for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-        for (int ni = 0; ni < kNT; ++ni) mma_16816<false>(acc[mi][ni], af[mi], bf[ni][0], bf[ni][1]);
+      v2::load_b_frags<kNT>(bf, tB, lane, kk);
+      v2::mma_tile<false, kNT>(acc, af, bf);
       if constexpr (kProj) {
-        if (proj_step) {
-          const uint16_t* tP = sP + (kt % kStages) * BN * kBK;
-#pragma unroll
-          for (int nj = 0; nj < kNT / 2; ++nj) {
-            unsigned r[4];
-            ldmatrix_x4(r, &tP[v2::swz(v2::ldb_row(nj, lane), v2::ldb_chunk(kk, lane))]);
-            bf[2 * nj][0] = r[0];
-            bf[2 * nj][1] = r[1];
-            bf[2 * nj + 1][0] = r[2];
-            bf[2 * nj + 1][1] = r[3];
-          }
-#pragma unroll
-          for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-            for (int ni = 0; ni < kNT; ++ni) mma_16816<false>(pacc[mi][ni], af[mi], bf[ni][0], bf[ni][1]);
+        if (proj_step) {  // the projection's weights against the same A fragments (the centre tap)
+          v2::load_b_frags<kNT>(bf, sP + (kt % kStages) * BN * kBK, lane, kk);
+          v2::mma_tile<false, kNT>(pacc, af, bf);
         }
       }
     }
