@@ -335,26 +335,9 @@ __global__ void __launch_bounds__(kThreads) conv_fused_kernel_mma(const __grid_c
   };
 
   float acc[2][kNT][4], pacc[kProj ? 2 : 1][kProj ? kNT : 1][4];
-#pragma unroll
-  for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-    for (int ni = 0; ni < kNT; ++ni)
-#pragma unroll
-      for (int q = 0; q < 4; ++q) acc[mi][ni][q] = 0.f;
-  if constexpr (kProj) {
-#pragma unroll
-    for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-      for (int ni = 0; ni < kNT; ++ni)
-#pragma unroll
-        for (int q = 0; q < 4; ++q) pacc[mi][ni][q] = 0.f;
-  }
-
-#pragma unroll
-  for (int st = 0; st < kStages - 1; ++st) {
-    if (st < KT) load_stage(st, st);
-    cp_async_commit();
-  }
+  v2::zero_tile<kNT>(acc);
+  if constexpr (kProj) v2::zero_tile<kNT>(pacc);
+  v2::prime_stages(load_stage, KT);
 
   const int warp_m = warp * 32;
   for (int kt = 0; kt < KT; ++kt) {

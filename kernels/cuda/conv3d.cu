@@ -302,18 +302,8 @@ __global__ void __launch_bounds__(kV2Threads) conv3d_fprop_kernel_v2(ConvArgs a,
   };
 
   float acc[2][kNT][4];
-#pragma unroll
-  for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-    for (int ni = 0; ni < kNT; ++ni)
-#pragma unroll
-      for (int q = 0; q < 4; ++q) acc[mi][ni][q] = 0.f;
-
-#pragma unroll
-  for (int st = 0; st < kStages - 1; ++st) {
-    if (st < KT) load_stage(st, st);
-    cp_async_commit();
-  }
+  v2::zero_tile<kNT>(acc);
+  v2::prime_stages(load_stage, KT);
 
   const int warp_m = warp * 32;
   for (int kt = 0; kt < KT; ++kt) {
@@ -435,18 +425,8 @@ __global__ void __launch_bounds__(kV2Threads)
   };
 
   float acc[2][kNT][4];
-#pragma unroll
-  for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-    for (int ni = 0; ni < kNT; ++ni)
-#pragma unroll
-      for (int q = 0; q < 4; ++q) acc[mi][ni][q] = 0.f;
-
-#pragma unroll
-  for (int st = 0; st < kStages - 1; ++st) {
-    if (st < KT) load_stage(st, st);
-    cp_async_commit();
-  }
+  v2::zero_tile<kNT>(acc);
+  v2::prime_stages(load_stage, KT);
 
   const int warp_m = warp * 32;
   for (int kt = 0; kt < KT; ++kt) {
