@@ -524,18 +524,6 @@ unsigned blocks_for(int64_t n, int block) {
   return unsigned(g);
 }
 
-ConvArgs conv_args(const Conv3dParams& p) {
-  ConvArgs a{};
-  a.N = p.N; a.C = p.C; a.K = p.K; a.D = p.D; a.H = p.H; a.W = p.W;
-  a.OD = p.OD(); a.OH = p.OH(); a.OW = p.OW();
-  a.KD = p.KD; a.KH = p.KH; a.KW = p.KW;
-  a.s0 = p.stride[0]; a.s1 = p.stride[1]; a.s2 = p.stride[2];
-  a.p0 = p.pad[0]; a.p1 = p.pad[1]; a.p2 = p.pad[2];
-  a.d0 = p.dil[0]; a.d1 = p.dil[1]; a.d2 = p.dil[2];
-  a.taps = p.KD * p.KH * p.KW;
-  return a;
-}
-
 void finalize(const StatsOut& st, int N, int K, int64_t S, cudaStream_t s) {
   const int64_t T = fused::tiles_per_sample(S);
   stats_finalize_kernel<<<dim3(unsigned(K), unsigned(N)), fused::kFinalizeThreads, 0, s>>>(
@@ -607,7 +595,7 @@ void conv(const ConvJob& j, Variant v, void* stream) {
   const Conv3dParams& p = j.conv;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   FusedArgs a{};
-  a.g = conv_args(p);
+  a.g = conv_geom(p);
   a.src[0] = make_src(j.in[0]);
   a.src[1] = j.num_in == 2 ? make_src(j.in[1]) : Src{nullptr, 0, nullptr, nullptr, nullptr, nullptr, 0};
   a.w = static_cast<const uint16_t*>(j.w);

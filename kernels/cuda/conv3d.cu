@@ -43,18 +43,6 @@ const char* conv_variant_name(ConvVariant v) {
 
 namespace {
 
-ConvArgs make_args(const Conv3dParams& p) {
-  ConvArgs a{};
-  a.N = p.N; a.C = p.C; a.K = p.K; a.D = p.D; a.H = p.H; a.W = p.W;
-  a.OD = p.OD(); a.OH = p.OH(); a.OW = p.OW();
-  a.KD = p.KD; a.KH = p.KH; a.KW = p.KW;
-  a.s0 = p.stride[0]; a.s1 = p.stride[1]; a.s2 = p.stride[2];
-  a.p0 = p.pad[0]; a.p1 = p.pad[1]; a.p2 = p.pad[2];
-  a.d0 = p.dil[0]; a.d1 = p.dil[1]; a.d2 = p.dil[2];
-  a.taps = p.KD * p.KH * p.KW;
-  return a;
-}
-
 constexpr int kG = 8;  // output channels per thread in the direct kernels
 
 // ==== v1 direct ==========================================================================================
@@ -508,7 +496,7 @@ bool v2_supports(const Conv3dParams& p, DType dtype, std::string* why) {
 }
 
 void launch_fprop_v1(const Conv3dParams& p, St s, const void* x, const void* w, void* y, cudaStream_t stream) {
-  const ConvArgs a = make_args(p);
+  const ConvArgs a = conv_geom(p);
   const int64_t work = p.out_voxels() * ((p.K + kG - 1) / kG);
   const unsigned blocks = grid_1d(work, 128);
   switch (s) {
@@ -521,7 +509,7 @@ void launch_fprop_v1(const Conv3dParams& p, St s, const void* x, const void* w, 
 
 void launch_dgrad_v1(const Conv3dParams& p, St s, const void* dy, const void* w, void* dx, bool acc,
                      cudaStream_t stream) {
-  const ConvArgs a = make_args(p);
+  const ConvArgs a = conv_geom(p);
   const int64_t work = p.in_elems() / p.C * ((p.C + kG - 1) / kG);
   const unsigned blocks = grid_1d(work, 128);
   switch (s) {
@@ -534,7 +522,7 @@ void launch_dgrad_v1(const Conv3dParams& p, St s, const void* dy, const void* w,
 
 void launch_wgrad_v1(const Conv3dParams& p, St s, const void* x, const void* dy, float* dw, bool acc,
                      cudaStream_t stream) {
-  const ConvArgs a = make_args(p);
+  const ConvArgs a = conv_geom(p);
   const int64_t blocks = int64_t(p.K) * p.taps() * ((p.C + 31) / 32);
   DEX_CHECK(blocks <= 2147483647LL, "conv3d_wgrad_cuda: too many weight blocks");
   const dim3 block(32, kWBY);
@@ -579,7 +567,7 @@ void launch_v2_gemm(const ConvArgs& a, int64_t M, int Nn, DType dtype, const voi
 }
 
 void launch_fprop_v2(const Conv3dParams& p, DType dtype, const void* x, const void* w, void* y, cudaStream_t stream) {
-  launch_v2_gemm<false>(make_args(p), p.out_voxels(), p.K, dtype, x, w, y, false, stream);
+  launch_v2_gemm<false>(conv_geom(p), p.out_voxels(), p.K, dtype, x, w, y, false, stream);
 }
 
 // dgrad v2: repack the weights per parity class, then one stride-1 GEMM per class over dy (conv3d_v2_layout.h).
@@ -637,7 +625,7 @@ size_t wgrad_v2_workspace_bytes(const Conv3dParams& p) {
 // conv's wgrad seen as a conv3d wgrad with x and dy swapped; dw is written in the transposed conv's layout.
 void launch_wgrad_v2(const Conv3dParams& p, DType dtype, const void* x, const void* dy, float* dw, bool acc,
                      bool transposed, void* ws, cudaStream_t stream) {
-  const ConvArgs a = make_args(p);
+  const ConvArgs a = conv_geom(p);
   const v2::WgradSplit sp = wgrad_plan(p);
   DEX_CHECK(sp.splits <= 65535, "conv3d wgrad v2: too many splits");
   const bool bf = dtype == DType::BF16;
@@ -876,7 +864,7 @@ void conv_transpose3d_dgrad_v2_launch(const ConvTranspose3dParams& p, DType dtyp
   conv_transpose3d_dgrad_repack_kernel<<<grid_1d(p.weight_elems(), 256), 256, 0, stream>>>(
       p.C, p.K, static_cast<int>(p.taps()), static_cast<const uint16_t*>(w), wt);
   DEX_LAUNCH_CHECK("conv_transpose3d_dgrad_repack_kernel", stream);
-  launch_v2_gemm<false>(make_args(q), q.out_voxels(), q.K, dtype, dy, wt, dx, acc, stream);
+  launch_v2_gemm<false>(conv_geom(q), q.out_voxels(), q.K, dtype, dy, wt, dx, acc, stream);
 }
 
 // wgrad: the conv3d wgrad of q with x3 = dy and dy3 = x; the reduction writes dw in [K][taps][C] order.

@@ -25,6 +25,7 @@
 
 #include "kernels/cuda/conv3d_wgmma.h"
 #include "kernels/cuda/conv3d_wgmma_layout.h"
+#include "kernels/cuda/conv_common.cuh"
 #include "kernels/cuda/cuda_runtime.h"
 
 #if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -383,18 +384,6 @@ __global__ void __launch_bounds__(kThreads, 1)
 }
 
 // ---- host side -------------------------------------------------------------------------------------------------------
-wg::Geom make_geom(const Conv3dParams& p) {
-  wg::Geom a{};
-  a.N = p.N; a.C = p.C; a.K = p.K; a.D = p.D; a.H = p.H; a.W = p.W;
-  a.OD = p.OD(); a.OH = p.OH(); a.OW = p.OW();
-  a.KD = p.KD; a.KH = p.KH; a.KW = p.KW;
-  a.s0 = p.stride[0]; a.s1 = p.stride[1]; a.s2 = p.stride[2];
-  a.p0 = p.pad[0]; a.p1 = p.pad[1]; a.p2 = p.pad[2];
-  a.d0 = p.dil[0]; a.d1 = p.dil[1]; a.d2 = p.dil[2];
-  a.taps = p.KD * p.KH * p.KW;
-  return a;
-}
-
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 // The > 48 KB dynamic shared-memory opt-in, once per instantiation and device (a synchronous host call: kept out of
@@ -463,7 +452,7 @@ void conv3d_fprop_wgmma(const Conv3dParams& p, DType dtype, const void* x, const
   DEX_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
   DEX_CHECK(major == 9 && minor == 0, "conv3d_fprop_wgmma: needs an sm_90 device (H100 / H200; the kernel is built ",
             "for sm_90a), device ", dev, " is sm_", major, minor);
-  const wg::Geom g = make_geom(p);
+  const wg::Geom g = conv_geom<wg::Geom>(p);
   if (dtype == DType::BF16) launch_bk<true>(g, p.out_voxels(), x, w, y, dev, stream);
   else launch_bk<false>(g, p.out_voxels(), x, w, y, dev, stream);
 }

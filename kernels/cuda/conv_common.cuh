@@ -6,8 +6,11 @@
 
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 #include "kernels/common.h"
+#include "kernels/conv3d.h"
+#include "kernels/conv_transpose3d.h"
 
 namespace dex {
 
@@ -55,5 +58,24 @@ struct ConvArgs {
   int taps;
   int ymap, ys0, ys1, ys2, yr0, yr1, yr2, YD, YH, YW;
 };
+
+// The kernels' geometry of a conv problem: G is ConvArgs (remaining fields zero) or any struct with its first 22
+// fields (the wgmma kernel's wg::Geom); P is Conv3dParams or ConvTranspose3dParams (dilation 1).
+template <class G = ConvArgs, class P>
+inline G conv_geom(const P& p) {
+  G a{};
+  a.N = p.N; a.C = p.C; a.K = p.K; a.D = p.D; a.H = p.H; a.W = p.W;
+  a.OD = p.OD(); a.OH = p.OH(); a.OW = p.OW();
+  a.KD = p.KD; a.KH = p.KH; a.KW = p.KW;
+  a.s0 = p.stride[0]; a.s1 = p.stride[1]; a.s2 = p.stride[2];
+  a.p0 = p.pad[0]; a.p1 = p.pad[1]; a.p2 = p.pad[2];
+  if constexpr (std::is_same_v<P, Conv3dParams>) {
+    a.d0 = p.dil[0]; a.d1 = p.dil[1]; a.d2 = p.dil[2];
+  } else {
+    a.d0 = a.d1 = a.d2 = 1;
+  }
+  a.taps = p.KD * p.KH * p.KW;
+  return a;
+}
 
 }  // namespace dex

@@ -35,18 +35,6 @@ namespace {
 constexpr int kG = 8;
 constexpr int kWBY = 8;
 
-ConvArgs make_args(const ConvTranspose3dParams& p) {
-  ConvArgs a{};
-  a.N = p.N; a.C = p.C; a.K = p.K; a.D = p.D; a.H = p.H; a.W = p.W;
-  a.OD = p.OD(); a.OH = p.OH(); a.OW = p.OW();
-  a.KD = p.KD; a.KH = p.KH; a.KW = p.KW;
-  a.s0 = p.stride[0]; a.s1 = p.stride[1]; a.s2 = p.stride[2];
-  a.p0 = p.pad[0]; a.p1 = p.pad[1]; a.p2 = p.pad[2];
-  a.d0 = a.d1 = a.d2 = 1;
-  a.taps = p.KD * p.KH * p.KW;
-  return a;
-}
-
 template <St S>
 __global__ void conv_transpose3d_fprop_kernel_v1(ConvArgs a, const void* x, const void* w, void* y) {
   const int KG = (a.K + kG - 1) / kG;
@@ -167,7 +155,7 @@ void check_problem(const ConvTranspose3dParams& p, const char* what) {
 
 void launch_fprop(const ConvTranspose3dParams& p, St s, const void* x, const void* w, void* y, cudaStream_t stream) {
   check_problem(p, "conv_transpose3d_fprop_cuda");
-  const ConvArgs a = make_args(p);
+  const ConvArgs a = conv_geom(p);
   const int64_t work = p.out_elems() / p.K * ((p.K + kG - 1) / kG);
   const unsigned blocks = grid_1d(work, 128);
   switch (s) {
@@ -223,7 +211,7 @@ bool dtype_ok(DType t, std::string* why) {
 void launch_dgrad_v1(const ConvTranspose3dParams& p, St s, const void* dy, const void* w, void* dx, bool acc,
                      cudaStream_t stream) {
   check_problem(p, "conv_transpose3d_dgrad_cuda");
-  const ConvArgs a = make_args(p);
+  const ConvArgs a = conv_geom(p);
   const unsigned blocks = grid_1d(p.in_elems() / p.C * ((p.C + kG - 1) / kG), 128);
   switch (s) {
     case St::F32: conv_transpose3d_dgrad_kernel_v1<St::F32><<<blocks, 128, 0, stream>>>(a, dy, w, dx, acc); break;
@@ -236,7 +224,7 @@ void launch_dgrad_v1(const ConvTranspose3dParams& p, St s, const void* dy, const
 void launch_wgrad_v1(const ConvTranspose3dParams& p, St s, const void* x, const void* dy, float* dw, bool acc,
                      cudaStream_t stream) {
   check_problem(p, "conv_transpose3d_wgrad_cuda");
-  const ConvArgs a = make_args(p);
+  const ConvArgs a = conv_geom(p);
   const int64_t blocks = int64_t(p.K) * p.taps() * ((p.C + 31) / 32);
   DEX_CHECK(blocks <= 2147483647LL, "conv_transpose3d_wgrad_cuda: too many weight blocks");
   const dim3 grid{static_cast<unsigned>(blocks)}, block(32, kWBY);
