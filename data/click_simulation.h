@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "data/click_guidance.h"
 #include "data/volume.h"
 #include "kernels/rng.h"
 
@@ -78,7 +79,7 @@ void prune_guidance(Guidance& guidance, Rng& rng);
 std::vector<std::array<int, 3>> guidance_points(const std::vector<SimClick>& clicks);
 // The click channels (one heatmap per label, LabelNames order) through gaussian_heatmap (data/click_guidance.h).
 std::vector<std::vector<float>> guidance_heatmaps(const Guidance& guidance, const std::array<int64_t, 3>& shape,
-                                                  float sigma = 3.f);
+                                                  float sigma = kGuidanceSigma);
 
 // Rng for the clicks of one sample: a pure function of (seed, epoch, sample index, round); distinct streams for
 // sample < 2^20, round < 16, epoch < 2^24.

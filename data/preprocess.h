@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "data/click_guidance.h"
 #include "data/clicks.h"
 #include "data/nifti_io.h"
 #include "data/orientation.h"
@@ -15,7 +16,7 @@ namespace dex {
 struct PreprocessOptions {
   std::array<int64_t, 3> spatial_size{128, 128, 128};
   float a_min = -175.f, a_max = 250.f, b_min = 0.f, b_max = 1.f;
-  float sigma = 3.f;
+  float sigma = kGuidanceSigma;
   bool bundle_compat = false;  // click mapping with the bundle's §13.2 quirk (tests only)
 };
 
@@ -46,9 +47,9 @@ GridClicks map_clicks(const Clicks& clicks, const PreprocessRecord& rec, ClickSt
                       ClickStages* background_stages = nullptr);
 
 // Network input, NDHWC with C = 3 (CT, spleen heatmap, background heatmap): size D*H*W*3.
-std::vector<float> assemble_input_ndhwc(const Volume& ct, const GridClicks& clicks, float sigma = 3.f);
+std::vector<float> assemble_input_ndhwc(const Volume& ct, const GridClicks& clicks, float sigma = kGuidanceSigma);
 // Same values in C order (3, D, H, W) (the fixtures' layout).
-std::vector<float> assemble_input_cdhw(const Volume& ct, const GridClicks& clicks, float sigma = 3.f);
+std::vector<float> assemble_input_cdhw(const Volume& ct, const GridClicks& clicks, float sigma = kGuidanceSigma);
 
 enum class OutputLayout { NDHWC, NCDHW };
 

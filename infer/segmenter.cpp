@@ -86,8 +86,8 @@ Segmentation Segmenter::segment(const Clicks& clicks, bool with_probability) {
   const std::array<int, 3> shape{int(ss[0]), int(ss[1]), int(ss[2])};
   m_timer.time("heatmaps", [&] {
     out.grid_clicks = map_clicks(clicks, m_record);
-    gaussian_heatmap_into(out.grid_clicks.spleen, shape, m_input.data() + 1, 3, 3.f);
-    gaussian_heatmap_into(out.grid_clicks.background, shape, m_input.data() + 2, 3, 3.f);
+    gaussian_heatmap_into(out.grid_clicks.spleen, shape, m_input.data() + 1, 3, kGuidanceSigma);
+    gaussian_heatmap_into(out.grid_clicks.background, shape, m_input.data() + 2, 3, kGuidanceSigma);
   });
 
   m_timer.time("upload", [&] { m_plan->upload(m_input.data()); });
@@ -137,8 +137,8 @@ Segmentation Segmenter::segment_cuda(const Clicks& clicks, bool with_probability
   m_timer.time("heatmaps", [&] {
     out.grid_clicks = map_clicks(clicks, m_record);
     float* scratch = m_dev_scratch.as<float>();
-    click_channel_cuda(grid, out.grid_clicks.spleen, 3.f, m_plan->input(), 3, 1, scratch, nullptr);
-    click_channel_cuda(grid, out.grid_clicks.background, 3.f, m_plan->input(), 3, 2, scratch, nullptr);
+    click_channel_cuda(grid, out.grid_clicks.spleen, kGuidanceSigma, m_plan->input(), 3, 1, scratch, nullptr);
+    click_channel_cuda(grid, out.grid_clicks.background, kGuidanceSigma, m_plan->input(), 3, 2, scratch, nullptr);
     be.synchronize(nullptr);  // the plan runs on its own stream: the heatmaps must be complete first
   });
   m_timer.time("forward", [&] { m_plan->run(); });  // one graph replay; returns when it is done

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "data/click_guidance.h"
 #include "data/volume.h"
 #include "train/label_resize.h"
 
@@ -44,7 +45,7 @@ struct EvalConfig {
   bool all_cases = false;          // evaluate every training pair instead (e.g. the real case)
   int64_t max_cases = 0;           // 0: all of the selected cases
   std::string device = "cpu";
-  double sigma = 3.0;              // click heatmap sigma (grid voxels): the training config's guidance_sigma
+  double sigma = kGuidanceSigma;   // click heatmap sigma (grid voxels): the training config's guidance_sigma
   LabelResize label_resize = LabelResize::Nearest;  // target of the grid metrics: the training config's label_resize
   bool progress = true;
 };

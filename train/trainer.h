@@ -23,6 +23,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "data/click_guidance.h"
 #include "data/click_simulation.h"
 #include "data/dataset.h"
 #include "layers/dynunet.h"
@@ -38,7 +39,7 @@ struct TrainConfig {
   LabelNames label_names = bundle_label_names();
   std::array<int64_t, 3> spatial_size{128, 128, 128};
   LabelResize label_resize = LabelResize::Nearest;  // the target label onto the grid (train/label_resize.h)
-  double guidance_sigma = 3.0;           // click heatmap Gaussian sigma in grid voxels (the bundle: 3 on 128^3)
+  double guidance_sigma = kGuidanceSigma;  // click heatmap Gaussian sigma in grid voxels (the bundle: 3 on 128^3)
   DynUNetConfig arch;                    // from filters / strides / kernel_sizes / upsample_kernel_sizes
   double learning_rate = 1e-4;
   int64_t lr_step_size = 1000;           // StepLR, stepped per epoch

@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "data/click_guidance.h"
 #include "data/phantom.h"
 #include "infer/segmenter.h"
 #include "train/evaluator.h"
@@ -83,7 +84,7 @@ Response response(const Phantom& ph, const Segmentation& before, const Segmentat
 TEST(click_response, a_spleen_click_raises_the_spleen_near_it_and_barely_moves_anything_far_away) {
   Segmenter seg(click_model());
   const auto& info = seg.model_info();
-  const double sigma = 3.0;  // the Segmenter's heatmap sigma (grid voxels), as in training
+  const double sigma = kGuidanceSigma;  // the Segmenter's heatmap sigma (grid voxels), as in training
   int cases = 0, clicked_became_spleen = 0, strong = 0;
   for (int64_t idx = 0; idx < 8; ++idx) {
     const Phantom ph = make_phantom(2026, idx);  // training used seed 7
