@@ -105,31 +105,6 @@ struct Guarded {
   }
 };
 
-Conv3dParams conv_params(int N, int C, int K, Int3 in, Int3 k, Int3 s, Int3 pad) {
-  Conv3dParams p;
-  p.N = N;
-  p.C = C;
-  p.K = K;
-  p.D = in[0];
-  p.H = in[1];
-  p.W = in[2];
-  p.KD = k[0];
-  p.KH = k[1];
-  p.KW = k[2];
-  for (int a = 0; a < 3; ++a) {
-    p.stride[a] = s[a];
-    p.pad[a] = pad[a];
-  }
-  p.validate();
-  return p;
-}
-
-std::vector<float> f16_vector(int64_t n, uint64_t seed, float lo, float hi) {
-  std::vector<float> v = random_vector(n, seed, lo, hi);
-  for (float& x : v) x = round_f16(x);
-  return v;
-}
-
 RefOperand operand(int N, int C, Int3 sp, uint64_t seed, bool norm, bool affine, bool lrelu) {
   RefOperand o;
   o.C = C;
