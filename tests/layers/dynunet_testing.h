@@ -45,4 +45,18 @@ std::vector<double> nsc_to_ncs(const T* in, int64_t N, int64_t C, int64_t S) {
   return out;
 }
 
+// The tiny fixture's batch (dynunet/tiny.fix): input as NDHWC, target as class indices.
+struct TinyBatch {
+  std::map<std::string, FixtureTensor> fx = load_fixture(test_data("dynunet/tiny.fix"));
+  int N, C, D, H, W;
+  std::vector<float> x;
+  std::vector<uint8_t> target;
+  TinyBatch() {
+    const auto& s = fx.at("x").shape;
+    N = int(s[0]); C = int(s[1]); D = int(s[2]); H = int(s[3]); W = int(s[4]);
+    x = ncs_to_nsc(fx.at("x").data, N, C, int64_t(D) * H * W);
+    target.assign(fx.at("target").data.begin(), fx.at("target").data.end());
+  }
+};
+
 }  // namespace dex::testing

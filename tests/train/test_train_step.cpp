@@ -17,19 +17,6 @@ using namespace dex::testing;
 
 namespace {
 
-struct TinyBatch {
-  std::map<std::string, FixtureTensor> fx = load_fixture(test_data("dynunet/tiny.fix"));
-  int N, C, D, H, W;
-  std::vector<float> x;
-  std::vector<uint8_t> target;
-  TinyBatch() {
-    const auto& s = fx.at("x").shape;
-    N = int(s[0]); C = int(s[1]); D = int(s[2]); H = int(s[3]); W = int(s[4]);
-    x = ncs_to_nsc(fx.at("x").data, N, C, int64_t(D) * H * W);
-    target.assign(fx.at("target").data.begin(), fx.at("target").data.end());
-  }
-};
-
 struct Trainer {
   DynUNet net;
   AdamOptimizer opt;
