@@ -14,6 +14,7 @@
 #include "autograd/ops/conv_transpose3d.h"
 #include "autograd/tape.h"
 #include "kernels/half.h"
+#include "tests/autograd/autocast_cases.h"
 #include "tests/testing.h"
 
 using namespace dex;
@@ -21,11 +22,7 @@ using namespace dex::testing;
 
 namespace {
 
-struct Case {
-  const char* name;
-  bool transposed;
-  int N, C, K, D, H, W, k, s, p;
-};
+using Case = ConvCase;
 
 const Case kCases[] = {
     {"conv3d k3 s1 p1", false, 1, 8, 6, 5, 4, 6, 3, 1, 1},
@@ -34,19 +31,6 @@ const Case kCases[] = {
     {"conv_transpose3d k2 s2", true, 1, 8, 4, 3, 2, 3, 2, 2, 0},
 };
 
-template <class P>
-P params_of(const Case& c) {
-  P p;
-  p.N = c.N; p.C = c.C; p.K = c.K; p.D = c.D; p.H = c.H; p.W = c.W;
-  p.KD = p.KH = p.KW = c.k;
-  for (int i = 0; i < 3; ++i) { p.stride[i] = c.s; p.pad[i] = c.p; }
-  return p;
-}
-int64_t in_elems(const Case& c) { return int64_t(c.N) * c.D * c.H * c.W * c.C; }
-int64_t w_elems(const Case& c) { return int64_t(c.K) * c.k * c.k * c.k * c.C; }
-int64_t out_elems(const Case& c) {
-  return c.transposed ? params_of<ConvTranspose3dParams>(c).out_elems() : params_of<Conv3dParams>(c).out_elems();
-}
 // Longest reduction of each pass (an upper bound: fprop C*taps, dgrad K*taps, wgrad the output voxels).
 int64_t red_fprop(const Case& c) { return int64_t(c.C) * c.k * c.k * c.k; }
 int64_t red_dgrad(const Case& c) { return int64_t(c.K) * c.k * c.k * c.k; }

@@ -17,6 +17,7 @@
 #include "autograd/ops/dice_ce.h"
 #include "autograd/tape.h"
 #include "kernels/backend.h"
+#include "tests/autograd/autocast_cases.h"
 #include "tests/layers/dynunet_testing.h"
 #include "tests/testing.h"
 
@@ -33,11 +34,7 @@ namespace {
       GTEST_SKIP() << "CUDA backend not available: " << why_;                \
   } while (0)
 
-struct Case {
-  const char* name;
-  bool transposed;
-  int N, C, K, D, H, W, k, s, p;
-};
+using Case = ConvCase;
 
 const Case kCases[] = {
     {"conv3d k3 s1 C8 K6", false, 1, 8, 6, 5, 4, 6, 3, 1, 1},
@@ -48,20 +45,6 @@ const Case kCases[] = {
     {"conv_transpose3d k2 s2 C8 K4", true, 1, 8, 4, 3, 2, 3, 2, 2, 0},
     {"conv_transpose3d k2 s2 C32 K32 (v2)", true, 1, 32, 32, 3, 4, 3, 2, 2, 0},
 };
-
-template <class P>
-P params_of(const Case& c) {
-  P p;
-  p.N = c.N; p.C = c.C; p.K = c.K; p.D = c.D; p.H = c.H; p.W = c.W;
-  p.KD = p.KH = p.KW = c.k;
-  for (int i = 0; i < 3; ++i) { p.stride[i] = c.s; p.pad[i] = c.p; }
-  return p;
-}
-int64_t in_elems(const Case& c) { return int64_t(c.N) * c.D * c.H * c.W * c.C; }
-int64_t w_elems(const Case& c) { return int64_t(c.K) * c.k * c.k * c.k * c.C; }
-int64_t out_elems(const Case& c) {
-  return c.transposed ? params_of<ConvTranspose3dParams>(c).out_elems() : params_of<Conv3dParams>(c).out_elems();
-}
 
 float* upload(Arena& arena, Device dev, const std::vector<float>& v) {
   float* d = arena.alloc<float>(v.size());
