@@ -4,11 +4,12 @@
 #   build-gpu-carry/bin/dex_tests_cuda, dex_bench_cuda   CUDA test + bench binaries (Release, sm_90 / sm_90a)
 #   build-gpu-carry/bin/dex_tests_infer, dex-bench,      the inference plan's CUDA tests, whole-model timings
 #                     dex-plan-bench                     (fp32 / fp16 unfused / fp16 fused plans)
+#   build-gpu-carry/bin/dex-train, dex-phantom           training throughput at 128^3 with AMP on phantoms
 #   build-gpu-carry/data/case_a.nii.gz                   the real CT (end-to-end rows)
 #   build-gpu-carry/lib/*.so*                             the shared libraries they need that the GPU image lacks
 #   build-gpu-carry/ptxas-*.txt                           ptxas resource usage (registers, smem, spills) per kernel
 # The GPU machine has the CUDA 13 toolkit, its driver and PyTorch (with cuDNN / cuBLAS wheels), but no Debian
-# libraries: OpenBLAS, gfortran, Google Benchmark etc. travel here. glibc / libstdc++ there are newer than here
+# libraries: OpenBLAS, gfortran, Google Benchmark, OpenMPI etc. travel here (NCCL, 190 MiB, does not: PyTorch has one there). glibc / libstdc++ there are newer than here
 # (Debian 12 builds run on Ubuntu 24.04), so they stay behind. The carry must stay under 64 MiB with the tree.
 # Usage: scripts/gpu-build.sh [build-dir]   (default build-cuda; configured with -DDEX_CUDA=ON if new)
 # Then, in a session with a GPU:  run(command="bash scripts/gpu-check.sh", carry=["build-gpu-pack"], timeout_s=480)
@@ -24,18 +25,18 @@ if [ ! -f "$BUILD/CMakeCache.txt" ]; then
 fi
 grep -q '^DEX_CUDA:STRING=ON' "$BUILD/CMakeCache.txt" || { echo "gpu-build: $BUILD is not configured with -DDEX_CUDA=ON" >&2; exit 2; }
 start=$(date +%s)
-ninja -C "$BUILD" -j"$JOBS" dex_tests_cuda dex_bench_cuda dex_tests_infer dex-bench dex-plan-bench
+ninja -C "$BUILD" -j"$JOBS" dex_tests_cuda dex_bench_cuda dex_tests_infer dex-bench dex-plan-bench dex-train dex-phantom
 echo "gpu-build: targets built in $(( $(date +%s) - start )) s"
 
 rm -rf "$CARRY"
 mkdir -p "$CARRY/bin" "$CARRY/lib"
 cp "$BUILD/tests/dex_tests_cuda" "$BUILD/bench/dex_bench_cuda" "$BUILD/tests/dex_tests_infer" "$BUILD/bin/dex-bench" \
-   "$BUILD/infer/dex-plan-bench" "$CARRY/bin/"
+   "$BUILD/infer/dex-plan-bench" "$BUILD/bin/dex-train" "$BUILD/bin/dex-phantom" "$CARRY/bin/"
 # The real CT for dex-bench's end-to-end rows (the GPU machine has no ../shared).
 mkdir -p "$CARRY/data"
 [ -f ../shared/data/real-ct/imagesTr/case_a.nii.gz ] && cp ../shared/data/real-ct/imagesTr/case_a.nii.gz "$CARRY/data/"
 # Shared libraries from ldd, minus what every glibc system (and the GPU image) has, and the driver.
-skip='^(linux-vdso|ld-linux|libc\.so|libm\.so|libdl\.so|libpthread\.so|librt\.so|libstdc\+\+\.so|libgcc_s\.so|libcuda\.so)'
+skip='^(linux-vdso|ld-linux|libc\.so|libm\.so|libdl\.so|libpthread\.so|librt\.so|libstdc\+\+\.so|libgcc_s\.so|libcuda\.so|libnccl\.so)'
 for bin in "$CARRY"/bin/*; do
   ldd "$bin" | awk '/=>/ && $3 ~ /^\// {print $1, $3}' | while read -r name path; do
     if [[ "$name" =~ $skip ]]; then continue; fi

@@ -2,14 +2,17 @@
 # One command for the lent GPU machine (DESIGN.md, KERNELS.md §7): every CUDA test, a memcheck on tiny cases, the conv
 # kernel benchmarks against cuDNN / cuBLAS, SASS tensor-core instruction counts per conv kernel, and a PyTorch
 # same-card baseline; logs under $OUT, a short markdown table printed last (and in $OUT/summary.md, to commit as
-# bench/results/<gpu>-<date>.md). About 4-6 minutes.
+# bench/results/<gpu>-<date>.md). Stages run in order of value (tests, whole model, training step, conv kernels, PyTorch
+# conv baseline, SASS, sanitizer) inside one time budget (BUDGET seconds, default 330): each stage's timeout is capped
+# by what is left, and a stage with too little left is skipped and says so, so the call ends well inside its limit.
 #
 # Prepare here (no GPU needed):  scripts/gpu-build.sh          -> build-gpu-carry/ (binaries + libraries)
 # Run there (device tool):       run(command="bash scripts/gpu-check.sh", carry=["build-gpu-pack"], timeout_s=480)
 #                                (build-gpu-pack/carry.tgz is unpacked into build-gpu-carry/ first)
 # Files back (at most 8): check.log, tests.log, bench.json, bench2.json, sass.txt, torch.json, model.txt, summary.md.
-# Env: OUT (default /tmp/dex-gpu-check), CARRY (default build-gpu-carry), BENCH_FILTER (regex, default all), SKIP_MODEL=1,
-#      BENCH_MIN_TIME (seconds, default 0.02), SKIP_TORCH=1, SKIP_SANITIZER=1.
+# Env: OUT (default /tmp/dex-gpu-check), CARRY (default build-gpu-carry), BUDGET (seconds, default 330),
+#      BENCH_FILTER (regex for the fprop rows, default the 128^3 f16 rows), BENCH_MIN_TIME (seconds, default 0.02),
+#      SKIP_MODEL=1, SKIP_TRAIN=1, SKIP_TORCH=1, SKIP_SANITIZER=1, TEST_FILTER (gtest filter for dex_tests_cuda).
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/dex-gpu-check}
@@ -17,7 +20,12 @@ CARRY=${CARRY:-build-gpu-carry}
 mkdir -p "$OUT"
 LOG="$OUT/check.log"
 : > "$LOG"
-say() { echo "[gpu-check $(date +%H:%M:%S)] $*" | tee -a "$LOG"; }
+say() { echo "[gpu-check $(date +%H:%M:%S) +${SECONDS}s] $*" | tee -a "$LOG"; }
+DEADLINE=$(( SECONDS + ${BUDGET:-330} ))
+# cap <seconds>: that cap, or less when the budget has less left; 0 when under 15 s are left (the stage is skipped).
+cap() { local left=$(( DEADLINE - SECONDS )); [ "$left" -lt 15 ] && { echo 0; return; }; [ "$1" -lt "$left" ] && echo "$1" || echo "$left"; }
+# stage <cap> <name>: prints the stage's timeout; says "skipped" and returns 1 when the budget is spent.
+stage() { T=$(cap "$1"); if [ "$T" = 0 ]; then say "$2: skipped (budget spent)"; return 1; fi; say "$2 (timeout $T s)"; }
 
 # ---- 0. preconditions: a GPU, the carried binaries ----------------------------------------------------------------
 if [ ! -d "$CARRY" ] && [ -f build-gpu-pack/carry.tgz ]; then
@@ -39,7 +47,7 @@ say "GPU: $GPU; nvcc: $(nvcc --version 2>/dev/null | tail -1)"
 # Libraries: carried ones first, then the toolkit, then PyTorch's cuDNN / cuBLAS wheels (the benches dlopen them).
 LIBS="$PWD/$CARRY/lib"
 for d in /usr/local/cuda/lib64 /usr/local/cuda/lib; do [ -d "$d" ] && LIBS="$LIBS:$d"; done
-for pat in 'libcudnn.so.9' 'libcublas.so.13'; do
+for pat in 'libcudnn.so.9' 'libcublas.so.13' 'libnccl.so.2'; do
   f=$(find /opt/torch/.venv /usr/local/lib/python3* /usr/lib/python3 -name "$pat*" 2>/dev/null | head -1)
   [ -n "$f" ] && LIBS="$LIBS:$(dirname "$f")"
 done
@@ -58,42 +66,83 @@ if ! "$CARRY/bin/dex_tests_cuda" --gtest_list_tests >/dev/null 2>>"$LOG"; then
 fi
 
 # ---- 1. tests -------------------------------------------------------------------------------------------------------
-say "1/6 tests"
-timeout 150 "$CARRY/bin/dex_tests_cuda" --gtest_color=no 2>&1 | tail -n 4000 > "$OUT/tests.log"
-test_rc=$?
+test_rc=1
+if stage 110 "1/8 tests: dex_tests_cuda"; then
+  # Straight to the file (a killed run keeps what it printed); the tail keeps failures' details within the limits.
+  timeout "$T" "$CARRY/bin/dex_tests_cuda" --gtest_color=no ${TEST_FILTER:+--gtest_filter="$TEST_FILTER"} \
+    > "$OUT/tests.full" 2>&1
+  test_rc=$?
+  [ "$test_rc" = 124 ] && say "dex_tests_cuda hit its timeout"
+  { grep -E '^\[  FAILED  \]|Failure|error|Expected|Which is|actual|CUDA' "$OUT/tests.full" | head -400
+    echo "## dex_tests_cuda (last 1500 lines)"; tail -n 1500 "$OUT/tests.full"; } > "$OUT/tests.log"
+  rm -f "$OUT/tests.full"
+fi
 # The inference plan's fused kernels, the GPU way back and preprocessing live in dex_tests_infer (device rows only).
-echo "## dex_tests_infer (GPU rows)" >> "$OUT/tests.log"
-timeout 90 "$CARRY/bin/dex_tests_infer" --gtest_color=no \
-  --gtest_filter='Fused*:InferencePlan.Cuda*' 2>&1 | tail -n 300 >> "$OUT/tests.log"
-infer_rc=$?
-[ "$test_rc" = 0 ] && test_rc=$infer_rc
+if stage 50 "2/8 tests: dex_tests_infer GPU rows"; then
+  echo "## dex_tests_infer (GPU rows)" >> "$OUT/tests.log"
+  timeout "$T" "$CARRY/bin/dex_tests_infer" --gtest_color=no \
+    --gtest_filter='Fused*:InferencePlan.Cuda*:*Cuda*:*CUDA*:*Gpu*:*GPU*' > /tmp/infer.log 2>&1
+  infer_rc=$?
+  { grep -E '^\[  FAILED  \]|Failure|Expected|Which is' /tmp/infer.log | head -100; tail -n 300 /tmp/infer.log; } >> "$OUT/tests.log"
+  [ "$test_rc" = 0 ] && test_rc=$infer_rc
+fi
 grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$OUT/tests.log" | tail -20 | tee -a "$LOG"
 if grep -q 'CUDA backend not available' "$OUT/tests.log"; then say "WARNING: GPU rows skipped: backend unavailable"; fi
 say "tests exit code $test_rc"
 
-# ---- 2. memcheck on three tiny cases (KERNELS.md §7) -----------------------------------------------------------------
-if [ "${SKIP_SANITIZER:-0}" != 1 ] && command -v compute-sanitizer >/dev/null 2>&1; then
-  say "2/6 compute-sanitizer memcheck (3 tiny rows)"
-  timeout 90 compute-sanitizer --tool memcheck --error-exitcode 9 "$CARRY/bin/dex_tests_cuda" --gtest_color=no \
-    --gtest_filter='*conv3d_fprop_f16_v2_N1C64K64D9H7W6k3s222:*conv_transpose3d_fprop_f16_v2_N1C64K32D5H3W7k222:*instance_norm_fwd_f32_table_plain' \
-    2>&1 | grep -E 'ERROR SUMMARY|Invalid|PASSED|FAILED' | tail -8 | tee -a "$LOG"
-else
-  say "2/6 compute-sanitizer skipped"
+# ---- 3. whole model: the inference plan (fp32, fp16 unfused, fp16 fused), PyTorch on the same card, dex-bench -------
+: > "$OUT/model.txt"
+if [ "${SKIP_MODEL:-0}" != 1 ] && [ -x "$CARRY/bin/dex-bench" ] && stage 150 "3/8 whole model"; then
+  {
+    echo "## dex-plan-bench --device cuda --table (fp32 plan, fp16 unfused, fp16 fused; graph replays, median)"
+    timeout "$(cap 45)" "$CARRY/bin/dex-plan-bench" --device cuda --table --runs 20 2>&1 | tail -30
+    echo "## bench/torch_gpu_baseline.py"
+    PYTHONUNBUFFERED=1 timeout "$(cap 50)" python3 bench/torch_gpu_baseline.py --json /tmp/torch_model.json 2>&1 | tail -30
+    echo "## dex-bench --device cuda"
+    torch_arg=(); [ -s /tmp/torch_model.json ] && torch_arg=(--torch /tmp/torch_model.json)
+    timeout "$(cap 60)" "$CARRY/bin/dex-bench" --device cuda --runs 30 --e2e-runs 3 --image "$CARRY/data/case_a.nii.gz" \
+      "${torch_arg[@]}" --out /tmp/dexbench.json 2>&1 | tail -40
+    echo "## dex-bench JSON"; cat /tmp/dexbench.json 2>/dev/null
+    echo "## PyTorch JSON"; cat /tmp/torch_model.json 2>/dev/null
+  } >> "$OUT/model.txt" 2>&1
+  grep -E 'PASSED|FAILED|floor|model|end to end|click' "$OUT/model.txt" | head -30 | tee -a "$LOG"
 fi
 
-# ---- 3. benchmarks --------------------------------------------------------------------------------------------------
-say "3/6 benchmarks (min_time ${BENCH_MIN_TIME:-0.02} s): A = fprop v2/v3 (wgmma) vs cuDNN/cuBLAS, B = dgrad, wgrad, transposed, 16-bit ops"
+# ---- 4. training: steps at 128^3 with AMP (the bundle's configs/train.json) on phantoms -----------------------------
+if [ "${SKIP_TRAIN:-0}" != 1 ] && [ -x "$CARRY/bin/dex-train" ] && stage 75 "4/8 training step at 128^3, AMP"; then
+  {
+    echo "## dex-train --config configs/train.json --device cuda (phantoms, 2 epochs of 11 steps, 1 validation case)"
+    rm -rf /tmp/ph /tmp/run
+    timeout 20 "$CARRY/bin/dex-phantom" --out /tmp/ph --count 12 --test-count 0 --seed 7 --size small --quiet
+    timeout "$(cap 60)" "$CARRY/bin/dex-train" --config configs/train.json --dataset-dir /tmp/ph --output-dir /tmp/run \
+      --device cuda --max-epochs 2 --num-val 1 --num-workers 8 --progress false 2>&1 | tail -40
+    echo "## metrics.jsonl"; cat /tmp/run/metrics.jsonl 2>/dev/null
+  } >> "$OUT/model.txt" 2>&1
+  grep -E 'epoch|vol/s|volumes|error' "$OUT/model.txt" | tail -8 | tee -a "$LOG"
+fi
+
+# ---- 5. conv benchmarks ---------------------------------------------------------------------------------------------
 # Two runs, two JSON files: if B hits its timeout, A's results (the ones the issue asks for) survive.
 bench() {  # bench <json> <timeout> <filter>
   timeout "$2" "$CARRY/bin/dex_bench_cuda" --benchmark_min_time="${BENCH_MIN_TIME:-0.02}" \
-    --benchmark_filter="$3" --benchmark_out="$1" --benchmark_out_format=json 2>&1 | grep -E 'ERROR' | head -5 >>"$LOG"
+    --benchmark_filter="$3" --benchmark_out="$1" --benchmark_out_format=json 2>&1 | awk '/ERROR/ && n++ < 5' >>"$LOG"
   say "bench $(basename "$1") exit code ${PIPESTATUS[0]}"
 }
-bench "$OUT/bench.json" 150 "${BENCH_FILTER:-^conv3d_fprop/(f16_v2|f16_wgmma|cudnn_f16|cublas_f16)/}"
-[ -z "${BENCH_FILTER:-}" ] && bench "$OUT/bench2.json" 100 '^(conv3d_dgrad|conv3d_wgrad|conv_transpose3d|ops16)'
+if stage 70 "5/8 fprop benchmarks: v2 / wgmma vs cuDNN / cuBLAS"; then
+  bench "$OUT/bench.json" "$T" "${BENCH_FILTER:-^conv3d_fprop/(f16_v2|f16_wgmma|cudnn_f16|cublas_f16)/128/}"
+fi
+if stage 45 "6/8 benchmarks B: dgrad, wgrad, transposed, 16-bit ops"; then
+  bench "$OUT/bench2.json" "$T" '^(conv3d_dgrad|conv3d_wgrad|conv_transpose3d)/[^/]*/128/|^ops16'
+fi
 
-# ---- 4. SASS: tensor-core and async-copy instructions per kernel ---------------------------------------------------
-say "4/6 cuobjdump SASS counts"
+# ---- 7. PyTorch same-card conv baseline -----------------------------------------------------------------------------
+if [ "${SKIP_TORCH:-0}" != 1 ] && stage 45 "7/8 PyTorch conv3d baseline (fp16, channels_last_3d, cudnn.benchmark)"; then
+  PYTHONUNBUFFERED=1 timeout "$T" python3 bench/cuda/torch_conv_baseline.py --json "$OUT/torch.json" >>"$LOG" 2>&1
+  say "torch exit code $?"
+fi
+
+# ---- 8. SASS: tensor-core and async-copy instructions per kernel; memcheck on three tiny cases -----------------------
+say "8/8 cuobjdump SASS counts"
 if command -v cuobjdump >/dev/null 2>&1; then
   { cuobjdump --dump-sass "$CARRY/bin/dex_bench_cuda"; cuobjdump --dump-sass "$CARRY/bin/dex-plan-bench"; } 2>/dev/null | awk '
     /Function :/ { if (fn != "") printf "%-70s HMMA %4d HGMMA %4d LDSM %4d LDGSTS %4d LDL/STL %3d\n", fn, h, g, l, a, s;
@@ -105,39 +154,14 @@ if command -v cuobjdump >/dev/null 2>&1; then
   { command -v cu++filt >/dev/null && cu++filt < "$OUT/sass.raw" || cat "$OUT/sass.raw"; } |
     sed -e 's/dex::(anonymous namespace):://; s/(dex::ConvArgs,[^)]*)//' > "$OUT/sass.txt"
   rm -f "$OUT/sass.raw"
-  cat "$OUT/sass.txt" | tee -a "$LOG" | head -20
+  head -20 "$OUT/sass.txt" | tee -a "$LOG"
 else
   say "cuobjdump not found" | tee "$OUT/sass.txt"
 fi
-
-# ---- 5. PyTorch same-card baseline ---------------------------------------------------------------------------------
-if [ "${SKIP_TORCH:-0}" != 1 ]; then
-  say "5/6 PyTorch conv3d baseline (fp16, channels_last_3d, cudnn.benchmark)"
-  PYTHONUNBUFFERED=1 timeout 100 python3 bench/cuda/torch_conv_baseline.py --json "$OUT/torch.json" >>"$LOG" 2>&1
-  say "torch exit code $?"
-else
-  say "5/6 PyTorch baseline skipped"
-fi
-
-# ---- 6. whole model: the inference plan (fp32, fp16 unfused, fp16 fused), dex-bench, PyTorch on the same card ------
-if [ "${SKIP_MODEL:-0}" != 1 ] && [ -x "$CARRY/bin/dex-bench" ]; then
-  say "6/6 whole model: dex-plan-bench, PyTorch eager/AMP/channels-last, dex-bench (model, end to end, one click)"
-  {
-    echo "## dex-plan-bench --device cuda --table (fp32 plan, fp16 unfused, fp16 fused; graph replays, median)"
-    timeout 60 "$CARRY/bin/dex-plan-bench" --device cuda --table --runs 20 2>&1 | tail -30
-    echo "## bench/torch_gpu_baseline.py"
-    PYTHONUNBUFFERED=1 timeout 60 python3 bench/torch_gpu_baseline.py --json "$OUT/torch_model.json" 2>&1 | tail -30
-    echo "## dex-bench --device cuda"
-    torch_arg=(); [ -s "$OUT/torch_model.json" ] && torch_arg=(--torch "$OUT/torch_model.json")
-    timeout 150 "$CARRY/bin/dex-bench" --device cuda --runs 50 --e2e-runs 3 --image "$CARRY/data/case_a.nii.gz" \
-      "${torch_arg[@]}" --out "$OUT/dexbench.json.tmp" 2>&1 | tail -40
-    echo "## dex-bench JSON"; cat "$OUT/dexbench.json.tmp" 2>/dev/null
-    echo "## PyTorch JSON"; cat "$OUT/torch_model.json" 2>/dev/null
-    rm -f "$OUT/dexbench.json.tmp" "$OUT/torch_model.json"
-  } > "$OUT/model.txt" 2>&1
-  grep -E 'PASSED|FAILED|floor|model|end to end|click' "$OUT/model.txt" | head -30 | tee -a "$LOG"
-else
-  say "6/6 whole model skipped"
+if [ "${SKIP_SANITIZER:-0}" != 1 ] && command -v compute-sanitizer >/dev/null 2>&1 && stage 60 "compute-sanitizer memcheck (3 tiny rows)"; then
+  timeout "$T" compute-sanitizer --tool memcheck --error-exitcode 9 "$CARRY/bin/dex_tests_cuda" --gtest_color=no \
+    --gtest_filter='*conv3d_fprop_f16_v2_N1C64K64D9H7W6k3s222:*conv_transpose3d_fprop_f16_v2_N1C64K32D5H3W7k222:*instance_norm_fwd_f32_table_plain' \
+    2>&1 | grep -E 'ERROR SUMMARY|Invalid|PASSED|FAILED' | tail -8 | tee -a "$LOG"
 fi
 
 # ---- summary (last) -------------------------------------------------------------------------------------------------

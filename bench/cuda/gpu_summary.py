@@ -37,6 +37,8 @@ def load_bench(paths):
             parts = name.split("/")
             if len(parts) < 4:
                 continue
+            if not parts[2].isdigit():  # ops16/<dtype>/... rows have no patch: not part of the conv tables
+                continue
             op, impl, patch, layer = parts[0], parts[1], int(parts[2]), "/".join(parts[3:])
             if b.get("error_occurred"):
                 rows[(op, impl, patch, layer)] = ("skip", b.get("error_message", "")[:80])
