@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -159,6 +160,15 @@ int main(int argc, char** argv) {
     }
     std::vector<float> ref;
     if (with_tape) {
+      // The tape runs on `device`: a device copy of the network (the plans pack their own copies of the weights).
+      std::unique_ptr<DynUNet> dev_net;
+      if (device != Device::CPU) {
+        dev_net = std::make_unique<DynUNet>(net.config(), device);
+        be.copy(dev_net->parameters().values(), device, net.parameters().values(), Device::CPU,
+                net.parameters().bytes(), nullptr);
+        be.synchronize(nullptr);
+      }
+      const DynUNet& tape_net = dev_net ? *dev_net : net;
       std::vector<double> t, c;
       size_t peak = 0;
       for (int r = 0; r < runs; ++r) {
@@ -170,7 +180,7 @@ int main(int argc, char** argv) {
         be.synchronize(nullptr);
         auto t0 = Clock::now();
         const double c0 = cpu_s();
-        Tensor y = net.forward(tape, in);
+        Tensor y = tape_net.forward(tape, in);
         be.synchronize(nullptr);
         t.push_back(ms_since(t0));
         c.push_back(cpu_s() - c0);

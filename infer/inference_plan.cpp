@@ -536,6 +536,8 @@ void conv3d_fprop_two_source(const Conv3dParams& p, const float* a, int Ca, cons
                              float* y, void* stream);
 void* stream_create();
 void stream_destroy(void* stream) noexcept;
+bool sync_check();  // DEX_SYNC_CHECK=1: every launch synchronised and checked
+void reserve_instance_norm_workspace(const InstanceNormParams& p, void* stream);  // before a capture
 void capture_begin(void* stream);
 void* capture_end(void* stream);  // instantiated graph
 void capture_abort(void* stream) noexcept;
@@ -678,6 +680,14 @@ void InferencePlan::capture() {
 #if defined(DEX_HAVE_CUDA)
   // The whole forward is captured once as a CUDA graph (buffers never move), then replayed.
   if (m_graph) return;
+  // The f32 steps' split instance norm takes its scratch from the stream's grow-only workspace (split_cuda.h),
+  // which cannot grow while the stream captures (cudaMalloc: "operation not permitted when stream is capturing",
+  // seen on an H100): grow it first. (An uncaptured warm-up pass would also do it, but it overwrites the input
+  // buffer, whose memory later buffers share unless keep_input: the graph's first replay then reads garbage.)
+  if (!f16())
+    for (const PlanStep& s : m_schedule.steps)
+      for (int i = 0; i < s.num_in; ++i)
+        if (s.in[i].norm >= 0) plan_cuda::reserve_instance_norm_workspace(norm_params(s.in[i]), m_stream);
   plan_cuda::capture_begin(m_stream);
   try {
     run_steps();
@@ -705,6 +715,17 @@ std::vector<double> InferencePlan::replay_times_ms(int warmup, int runs) {
 void InferencePlan::run() {
 #if defined(DEX_HAVE_CUDA)
   if (m_schedule.options.device == Device::CUDA) {
+    // DEX_PLAN_GRAPH=0 (or DEX_SYNC_CHECK=1, which a capture cannot take) launches the steps one by one instead of
+    // replaying the graph: for debugging, and to tell a capture problem from a kernel problem.
+    static const bool no_graph = [] {
+      const char* e = std::getenv("DEX_PLAN_GRAPH");
+      return (e && std::string(e) == "0") || plan_cuda::sync_check();
+    }();
+    if (no_graph) {
+      run_steps();
+      m_be->synchronize(m_stream);
+      return;
+    }
     capture();
     plan_cuda::graph_launch(m_graph, m_stream);
     m_be->synchronize(m_stream);
@@ -754,17 +775,24 @@ plan_fused::Operand InferencePlan::fused_operand(const PlanOperand& op) const {
   return o;
 }
 
+InstanceNormParams InferencePlan::norm_params(const PlanOperand& op) const {
+  const PlanStats& st = m_schedule.stats[op.norm];
+  const int N = m_schedule.options.batch;
+  InstanceNormParams p;
+  p.N = N;
+  p.C = op.channels;
+  p.S = m_schedule.buffers[op.buffer].voxels / N;
+  p.eps = st.eps;
+  p.affine = st.gamma >= 0;
+  return p;
+}
+
 void InferencePlan::prologue(const PlanOperand& op) {
   if (op.norm < 0) return;
   const PlanStats& st = m_schedule.stats[op.norm];
   const PlanBuffer& b = m_schedule.buffers[op.buffer];
   const int N = m_schedule.options.batch;
-  InstanceNormParams p;
-  p.N = N;
-  p.C = op.channels;
-  p.S = b.voxels / N;
-  p.eps = st.eps;
-  p.affine = st.gamma >= 0;
+  const InstanceNormParams p = norm_params(op);
   float* mean = m_stats.as<float>() + m_stats_offset[op.norm];
   float* rstd = mean + align_up(size_t(N) * st.channels * 4) / sizeof(float);
 #if defined(DEX_HAVE_CUDA)

@@ -200,6 +200,7 @@ class InferencePlan {
   void run_residual(const PlanStep& s);
   void run_head(const PlanStep& s);
   void prologue(const PlanOperand& op);  // normalise (+ LeakyReLU) the raw buffer in place
+  InstanceNormParams norm_params(const PlanOperand& op) const;  // the instance norm of a normed operand
   float* stats_mean(int slot) const;     // [N][C] of stats slot `slot`
   float* stats_rstd(int slot) const;
   plan_fused::Operand fused_operand(const PlanOperand& op) const;

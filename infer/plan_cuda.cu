@@ -22,6 +22,7 @@
 #include "kernels/conv3d.h"
 #include "kernels/cuda/cuda_runtime.h"
 #include "kernels/cuda/ops_cuda.h"
+#include "kernels/cuda/split_cuda.h"
 
 namespace dex {
 namespace plan_cuda {
@@ -278,6 +279,12 @@ void* stream_create() {
 }
 
 void stream_destroy(void* stream) noexcept { cudaStreamDestroy(static_cast<cudaStream_t>(stream)); }
+
+bool sync_check() { return sync_check_enabled(); }
+
+void reserve_instance_norm_workspace(const InstanceNormParams& p, void* stream) {
+  stream_workspace(static_cast<cudaStream_t>(stream), instance_norm_workspace_bytes_cuda(p));
+}
 
 void capture_begin(void* stream) {
   DEX_CHECK(!sync_check_enabled(), "inference plan: DEX_SYNC_CHECK=1 synchronises after every launch, which a CUDA "
