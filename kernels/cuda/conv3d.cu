@@ -15,10 +15,17 @@
 //              conv3d_wgrad_reduce_kernel adds the splits in ascending order (deterministic, no atomics).
 //              Transposed conv (kernel == stride) fprop, dgrad (a conv3d fprop of dy with kernel = stride) and
 //              wgrad (a conv3d wgrad with the roles of x and dy swapped) run on the same two kernels.
-//   Best       v2 where it applies (and, for dgrad / wgrad, a workspace is given), else v1.
+//   v1s        wgrad for small weights (K x taps x C <= 4096: the C = 3 input convs, the K = 2 head): split voxels,
+//              shared-memory tiles, an ordered reduction of the splits (conv3d_wgrad_small_kernel). Best, with the
+//              workspace of conv3d_wgrad_cuda_workspace_bytes, where v2 does not apply.
+//   Best       fprop: v3 (wgmma, conv3d_wgmma.cu) on an sm_90 device where conv3d_fprop_best_is_wgmma() says so
+//              (measured faster there on an H100), else v2 where it applies (and, for dgrad / wgrad, a workspace
+//              is given), else v1.
 // Index math: every voxel offset is formed in 64 bits from per-row bases (KERNELS.md §2, "Index width").
 #include <cuda_runtime.h>
 
+#include <map>
+#include <mutex>
 #include <type_traits>
 
 #include "kernels/cuda/conv3d_v2_layout.h"
@@ -167,6 +174,82 @@ __global__ void conv3d_wgrad_kernel_v1(ConvArgs a, const void* x, const void* dy
     const int64_t o = (int64_t(k) * a.taps + tap) * a.C + c;
     dw[o] = accumulate ? dw[o] + static_cast<float>(sum) : static_cast<float>(sum);
   }
+}
+
+// wgrad for small weights (v1s: the C = 3 input convs and the K = 2 head, which v2 cannot take): the output voxels
+// are cut into a fixed number of splits (a function of the problem only); a block takes one split, stages kWsV voxels
+// at a time in shared memory (dy[v][k] and the gathered x[in(v, tap)][c], zero outside), and each thread keeps up to
+// kWsAcc of the K x taps x C weights in registers (fp32, exact on small integers). conv3d_wgrad_small_reduce_kernel
+// adds the splits' partials in ascending order in double: deterministic, no atomics. Measured need: v1 took 806 of a
+// 928 ms AMP training step at 128^3 on an H100 for these three layers (one block per weight chunk over 2M voxels).
+constexpr int kWsV = 16;             // voxels per shared-memory tile
+constexpr int kWsRow = 512;          // K + taps x C must fit (floats per staged voxel)
+constexpr int kWsThreads = 256;
+constexpr int kWsAcc = 16;           // weights per thread: K x taps x C <= 4096
+constexpr int64_t kWsChunk = 4096;   // output voxels per split, up to kWsMaxSplits splits
+constexpr int64_t kWsMaxSplits = 1024;
+
+template <St S>
+__global__ void __launch_bounds__(kWsThreads) conv3d_wgrad_small_kernel(ConvArgs a, int64_t chunk, const void* x,
+                                                                        const void* dy, float* part) {
+  __shared__ float sm[kWsV * kWsRow];
+  const int TC = a.taps * a.C, J = a.K * TC;
+  float* dys = sm;                  // [kWsV][K]
+  float* xs = sm + kWsV * a.K;      // [kWsV][taps x C]
+  const int64_t M = int64_t(a.N) * a.OD * a.OH * a.OW;
+  const int64_t b = int64_t(blockIdx.x) * chunk, e = b + chunk < M ? b + chunk : M;
+  float acc[kWsAcc];
+#pragma unroll
+  for (int q = 0; q < kWsAcc; ++q) acc[q] = 0.f;
+  for (int64_t m0 = b; m0 < e; m0 += kWsV) {
+    const int nv = e - m0 < kWsV ? static_cast<int>(e - m0) : kWsV;
+    __syncthreads();  // the previous tile is consumed
+    for (int i = threadIdx.x; i < kWsV * a.K; i += kWsThreads) {
+      const int v = i / a.K;
+      dys[i] = v < nv ? ld_st<S>(dy, (m0 + v) * a.K + (i - v * a.K)) : 0.f;
+    }
+    for (int i = threadIdx.x; i < kWsV * TC; i += kWsThreads) {
+      const int v = i / TC, r = i - v * TC;
+      float val = 0.f;
+      if (v < nv) {
+        int64_t mm = m0 + v;
+        const int ow = static_cast<int>(mm % a.OW); mm /= a.OW;
+        const int oh = static_cast<int>(mm % a.OH); mm /= a.OH;
+        const int od = static_cast<int>(mm % a.OD);
+        const int n = static_cast<int>(mm / a.OD);
+        const int tap = r / a.C, c = r - tap * a.C;
+        const int t = tap / (a.KH * a.KW), rr = (tap / a.KW) % a.KH, ss = tap % a.KW;
+        const int iz = od * a.s0 - a.p0 + t * a.d0, iy = oh * a.s1 - a.p1 + rr * a.d1, ix = ow * a.s2 - a.p2 + ss * a.d2;
+        if (iz >= 0 && iz < a.D && iy >= 0 && iy < a.H && ix >= 0 && ix < a.W)
+          val = ld_st<S>(x, (((int64_t(n) * a.D + iz) * a.H + iy) * a.W + ix) * a.C + c);
+      }
+      xs[i] = val;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int q = 0; q < kWsAcc; ++q) {
+      const int j = threadIdx.x + q * kWsThreads;
+      if (j < J) {
+        const int k = j / TC, r = j - k * TC;
+        float sum = acc[q];
+        for (int v = 0; v < kWsV; ++v) sum = fmaf(dys[v * a.K + k], xs[v * TC + r], sum);
+        acc[q] = sum;
+      }
+    }
+  }
+#pragma unroll
+  for (int q = 0; q < kWsAcc; ++q) {
+    const int j = threadIdx.x + q * kWsThreads;
+    if (j < J) part[int64_t(blockIdx.x) * J + j] = acc[q];
+  }
+}
+
+__global__ void conv3d_wgrad_small_reduce_kernel(int J, int splits, const float* part, float* dw, bool accumulate) {
+  const int j = blockIdx.x * blockDim.x + threadIdx.x;
+  if (j >= J) return;
+  double sum = 0;
+  for (int k = 0; k < splits; ++k) sum += part[int64_t(k) * J + j];
+  dw[j] = accumulate ? dw[j] + static_cast<float>(sum) : static_cast<float>(sum);
 }
 
 // dgrad v2 weight repack: w[k][tap][c] goes to its parity class's w'_cls[c][u][k] (conv3d_v2_layout.h, DgradPlan);
@@ -534,6 +617,43 @@ void launch_wgrad_v1(const Conv3dParams& p, St s, const void* x, const void* dy,
   DEX_LAUNCH_CHECK("conv3d_wgrad_kernel_v1", stream);
 }
 
+struct SmallWgradPlan {
+  int splits = 1;
+  int64_t chunk = 1;
+};
+SmallWgradPlan small_wgrad_plan(const Conv3dParams& p) {
+  const int64_t M = p.out_voxels();
+  SmallWgradPlan q;
+  int64_t splits = (M + kWsChunk - 1) / kWsChunk;
+  splits = splits < 1 ? 1 : (splits > kWsMaxSplits ? kWsMaxSplits : splits);
+  q.chunk = (M + splits - 1) / splits;
+  q.splits = static_cast<int>((M + q.chunk - 1) / q.chunk);  // no empty split
+  return q;
+}
+bool wgrad_small_supports(const Conv3dParams& p) {
+  const int64_t tc = int64_t(p.taps()) * p.C;
+  return p.out_voxels() > 0 && p.K * tc <= int64_t(kWsThreads) * kWsAcc && p.K + tc <= kWsRow;
+}
+size_t wgrad_small_workspace_bytes(const Conv3dParams& p) {
+  return static_cast<size_t>(small_wgrad_plan(p).splits) * static_cast<size_t>(p.weight_elems()) * sizeof(float);
+}
+
+void launch_wgrad_small(const Conv3dParams& p, St s, const void* x, const void* dy, float* dw, bool acc,
+                        void* workspace, cudaStream_t stream) {
+  const ConvArgs a = conv_geom(p);
+  const SmallWgradPlan q = small_wgrad_plan(p);
+  float* part = static_cast<float*>(workspace);
+  switch (s) {
+    case St::F32: conv3d_wgrad_small_kernel<St::F32><<<q.splits, kWsThreads, 0, stream>>>(a, q.chunk, x, dy, part); break;
+    case St::F16: conv3d_wgrad_small_kernel<St::F16><<<q.splits, kWsThreads, 0, stream>>>(a, q.chunk, x, dy, part); break;
+    case St::BF16: conv3d_wgrad_small_kernel<St::BF16><<<q.splits, kWsThreads, 0, stream>>>(a, q.chunk, x, dy, part); break;
+  }
+  DEX_LAUNCH_CHECK("conv3d_wgrad_small_kernel", stream);
+  const int J = static_cast<int>(p.weight_elems());
+  conv3d_wgrad_small_reduce_kernel<<<(J + 255) / 256, 256, 0, stream>>>(J, q.splits, part, dw, acc);
+  DEX_LAUNCH_CHECK("conv3d_wgrad_small_reduce_kernel", stream);
+}
+
 // The v2 GEMM kernel on a prepared argument block: M GEMM rows, Nn GEMM columns (a.K; K x taps when kTrans).
 template <bool kTrans>
 void launch_v2_gemm(const ConvArgs& a, int64_t M, int Nn, DType dtype, const void* x, const void* w, void* y,
@@ -678,6 +798,27 @@ void conv3d_wgrad_cuda(const Conv3dParams& p, const float* x, const float* dy, f
 }
 
 // ---- f16 / bf16 storage ---------------------------------------------------------------------------------------
+bool conv3d_fprop_best_is_wgmma(const Conv3dParams& p, DType dtype) {
+  return conv3d_fprop_wgmma_supports(p, dtype, nullptr) && (p.C >= 64 || p.K >= 64);
+}
+
+namespace {
+// The v3 kernel exists only as sm_90a code: Best takes it on compute capability 9.0 alone (cached per device).
+bool current_device_is_sm90() {
+  static std::mutex mu;
+  static std::map<int, bool> known;
+  int dev = 0;
+  DEX_CUDA_CHECK(cudaGetDevice(&dev));
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = known.find(dev);
+  if (it != known.end()) return it->second;
+  int major = 0, minor = 0;
+  DEX_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+  DEX_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+  return known[dev] = (major == 9 && minor == 0);
+}
+}  // namespace
+
 bool conv3d_fprop_cuda_supports(const Conv3dParams& p, DType dtype, ConvVariant v, std::string* why) {
   if (dtype != DType::F32 && dtype != DType::F16 && dtype != DType::BF16) {
     if (why) *why = str("unsupported storage dtype ", dtype_name(dtype));
@@ -693,7 +834,9 @@ void conv3d_fprop_cuda(const Conv3dParams& p, DType dtype, const void* x, const 
   check_problem(p, "conv3d_fprop_cuda");
   std::string why;
   DEX_CHECK(conv3d_fprop_cuda_supports(p, dtype, v, &why), "conv3d_fprop_cuda (", conv_variant_name(v), "): ", why);
-  if (v == ConvVariant::Wgmma) {  // v3 on explicit request only (not yet part of Best: unmeasured)
+  if (v == ConvVariant::Wgmma ||
+      (v == ConvVariant::Best && conv3d_fprop_best_is_wgmma(p, dtype) && aligned16(x) && aligned16(w) &&
+       aligned16(y) && current_device_is_sm90())) {
     conv3d_fprop_wgmma(p, dtype, x, w, y, stream);
     return;
   }
@@ -758,7 +901,8 @@ void conv3d_dgrad_cuda(const Conv3dParams& p, DType dtype, const void* dy, const
 }
 
 size_t conv3d_wgrad_cuda_workspace_bytes(const Conv3dParams& p, DType dtype) {
-  return wgrad_v2_supports(p, dtype, nullptr) ? wgrad_v2_workspace_bytes(p) : 0;
+  if (wgrad_v2_supports(p, dtype, nullptr)) return wgrad_v2_workspace_bytes(p);
+  return wgrad_small_supports(p) ? wgrad_small_workspace_bytes(p) : 0;
 }
 
 bool conv3d_wgrad_cuda_supports(const Conv3dParams& p, DType dtype, ConvVariant v, std::string* why) {
@@ -780,6 +924,12 @@ void conv3d_wgrad_cuda(const Conv3dParams& p, DType dtype, const void* x, const 
   const bool use_v2 = v == ConvVariant::Mma || (v == ConvVariant::Best && workspace && wgrad_v2_supports(p, dtype, nullptr) &&
                                                 aligned16(x) && aligned16(dy) && aligned16(workspace));
   if (!use_v2) {
+    // v1s (split voxels, small weights) where v2 cannot go and the caller gave the workspace it needs.
+    if (v == ConvVariant::Best && workspace && !wgrad_v2_supports(p, dtype, nullptr) && wgrad_small_supports(p) &&
+        aligned16(workspace)) {
+      launch_wgrad_small(p, storage(dtype), x, dy, dw, acc, workspace, stream);
+      return;
+    }
     launch_wgrad_v1(p, storage(dtype), x, dy, dw, acc, stream);
     return;
   }

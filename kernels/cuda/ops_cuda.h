@@ -61,8 +61,9 @@ void adam_step_cuda(const AdamParams& a, int64_t step, int64_t n, float* param, 
 //           strides 1 and 2 as one GEMM per output parity class; wgrad as a split-voxel GEMM with an ordered
 //           reduction; transposed conv fprop / dgrad / wgrad with kernel == stride).
 //   Wgmma:  v3, conv3d fprop only, Hopper wgmma.mma_async from swizzled shared memory (sm_90a; conv3d_wgmma.h).
-//           Chosen only when asked for: it joins Best once a GPU run shows where it beats v2.
-//   Best:   the fastest variant that supports the case.
+//           Best takes it on sm_90 where conv3d_fprop_best_is_wgmma() says so (C >= 64 or K >= 64: faster
+//           than v2 there on an H100, 2026-11-27).
+//   Best:   the fastest variant that supports the case, as measured.
 enum class ConvVariant { Best, Direct, Mma, Wgmma };
 const char* conv_variant_name(ConvVariant v);
 
@@ -92,8 +93,9 @@ void conv3d_dgrad_cuda(const Conv3dParams& p, DType dtype, const void* dy, const
 bool conv3d_wgrad_cuda_supports(const Conv3dParams& p, DType dtype, ConvVariant v = ConvVariant::Best,
                                 std::string* why = nullptr);
 // wgrad v2 (C and K multiples of 32, < 2^31 output voxels) writes fp32 partials of a fixed number of voxel splits
-// into `workspace` (conv3d_wgrad_cuda_workspace_bytes; 0 when v2 does not apply) and adds them in order
-// (deterministic). Best without a workspace runs v1. NOTE: the workspace argument sits before the stream, as in dgrad.
+// into `workspace` (conv3d_wgrad_cuda_workspace_bytes) and adds them in order (deterministic). Where v2 does not
+// apply but the weights are small (K x taps x C <= 4096, K + taps x C <= 512: the C = 3 input convs, the K = 2 head),
+// Best with that workspace runs v1s, the same split scheme on CUDA cores. Best without a workspace runs v1. NOTE: the workspace argument sits before the stream, as in dgrad.
 size_t conv3d_wgrad_cuda_workspace_bytes(const Conv3dParams& p, DType dtype);
 void conv3d_wgrad_cuda(const Conv3dParams& p, DType dtype, const void* x, const void* dy, float* dw, GradMode mode,
                        ConvVariant v = ConvVariant::Best, void* workspace = nullptr, cudaStream_t stream = nullptr);

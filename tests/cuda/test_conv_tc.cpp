@@ -118,6 +118,34 @@ void add_conv_rows(std::vector<OpCase>& rows, const Conv3dParams& p, uint64_t se
   }
 }
 
+// wgrad v1s (Best with its workspace where v2 cannot go: C = 3, K = 2): integer data, so every partial and the
+// double reduction of the splits are exact: equal to the reference bit for bit.
+void add_small_wgrad_rows(std::vector<OpCase>& rows, const Conv3dParams& p, uint64_t seed) {
+  const int64_t xin = p.in_elems(), win = p.weight_elems(), yout = p.out_elems();
+  const double kw = double(p.out_voxels());
+  for (DType t : {DType::F16, DType::BF16})
+    for (GradMode mode : {GradMode::Overwrite, GradMode::Accumulate}) {
+      const bool acc = mode == GradMode::Accumulate;
+      rows.push_back({str("conv3d_wgrad/", dt(t), "/v1s/", mode_name(mode), "/", conv_name(p)),
+                      {{t, xin, -1, 1, 0, 1}, {t, yout}}, {{DType::F32, win, acc}},
+                      [p, mode](const HostIn& in, HostIn& out) {
+                        conv3d_wgrad_cpu(p, in[0].data(), in[1].data(), out[0].data(), mode, CpuConvImpl::Reference);
+                        return Scalars{};
+                      },
+                      [p, t, mode](const Backend& b, const std::vector<const void*>& in, const std::vector<void*>& out,
+                                   void* s) {
+                        const size_t wsb = conv3d_wgrad_cuda_workspace_bytes(p, t);
+                        EXPECT_GE(wsb, size_t(p.weight_elems()) * 4) << "v1s needs a workspace here";
+                        Ws ws(b, wsb);
+                        conv3d_wgrad_cuda(p, t, in[0], in[1], static_cast<float*>(out[0]), mode, ConvVariant::Best,
+                                          ws.get(wsb), S(s));
+                        b.synchronize(s);
+                        return Scalars{};
+                      },
+                      tol(DType::F32, kw + 1), 1e-10, true, 0, seed + (acc ? 1 : 0)});
+    }
+}
+
 void add_convt_rows(std::vector<OpCase>& rows, const ConvTranspose3dParams& p, uint64_t seed) {
   const int64_t xin = p.in_elems(), win = p.weight_elems(), yout = p.out_elems();
   const double kd = double(p.K) * p.taps(), kw = double(p.N) * p.D * p.H * p.W;
@@ -176,6 +204,10 @@ std::vector<OpCase> all_rows() {
   add_conv_rows(rows, conv(1, 32, 64, 8, 6, 7, 1, 2, 2, 2), 340);
   add_conv_rows(rows, conv(1, 64, 32, 5, 5, 5, 3, 2, 2, 2), 350);   // odd extent: classes of unequal size
   add_conv_rows(rows, conv(1, 32, 32, 17, 15, 16, 3, 1, 1, 1), 360);  // 16 splits, last one 240 voxels
+  add_small_wgrad_rows(rows, conv(1, 3, 32, 9, 8, 7, 3, 1, 1, 1), 370);    // input_block.conv1
+  add_small_wgrad_rows(rows, conv(2, 3, 32, 20, 18, 17, 1, 1, 1, 1), 372);  // input_block.conv3, 3 splits, N = 2
+  add_small_wgrad_rows(rows, conv(1, 32, 2, 24, 20, 19, 1, 1, 1, 1), 374);  // output_block.conv, 3 splits
+  add_small_wgrad_rows(rows, conv(1, 3, 8, 11, 9, 10, 3, 2, 2, 1), 376);    // strides, 3 x 27 x 8 weights
   add_convt_rows(rows, convt(1, 64, 32, 5, 3, 7, 2), 400);
   add_convt_rows(rows, convt(2, 32, 32, 3, 4, 5, 1), 410);
   add_convt_rows(rows, convt(1, 32, 64, 4, 4, 4, 2), 420);
@@ -301,7 +333,10 @@ TEST(ConvTcSupports, UnsupportedCasesSayWhy) {
   EXPECT_NE(why.find("C % 32"), std::string::npos) << why;
   EXPECT_FALSE(conv3d_wgrad_cuda_supports(conv(1, 32, 32, 8, 8, 8, 3, 1, 1, 1), DType::F32, ConvVariant::Mma, &why));
   EXPECT_NE(why.find("f16 or bf16"), std::string::npos) << why;
-  EXPECT_EQ(conv3d_wgrad_cuda_workspace_bytes(conv(1, 3, 32, 8, 8, 8, 3, 1, 1, 1), DType::F16), 0u);
+  // C = 3: no v2, but v1s (split voxels, small weights) needs one fp32 partial per weight per split (1 split here).
+  EXPECT_EQ(conv3d_wgrad_cuda_workspace_bytes(conv(1, 3, 32, 8, 8, 8, 3, 1, 1, 1), DType::F16), 3u * 32 * 27 * 4);
+  // Weights too large for v1s and no v2 (C = 40): no workspace, v1.
+  EXPECT_EQ(conv3d_wgrad_cuda_workspace_bytes(conv(1, 40, 40, 8, 8, 8, 3, 1, 1, 1), DType::F16), 0u);
   Conv3dParams s3 = conv(1, 32, 32, 9, 9, 9, 3, 3, 3, 3);
   EXPECT_FALSE(conv3d_dgrad_cuda_supports(s3, DType::F16, ConvVariant::Mma, &why));
   EXPECT_NE(why.find("stride 1 or 2"), std::string::npos) << why;

@@ -13,6 +13,7 @@
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -49,7 +50,7 @@ uint16_t to_bits(DType t, float v) { return t == DType::BF16 ? f32_to_bf16_bits(
 float from_bits(DType t, uint16_t b) { return t == DType::BF16 ? bf16_bits_to_f32(b) : f16_bits_to_f32(b); }
 float round_to(DType t, float v) { return t == DType::BF16 ? round_bf16(v) : round_f16(v); }
 
-enum class Impl { V3, V2 };
+enum class Impl { V3, V2, Best };
 
 // One device run into a guarded, poisoned output; returns the output's bits. Fails the test on a touched guard band.
 std::vector<uint16_t> run(Impl impl, const Conv3dParams& p, DType t, const std::vector<uint16_t>& xb,
@@ -61,7 +62,7 @@ std::vector<uint16_t> run(Impl impl, const Conv3dParams& p, DType t, const std::
   DEX_CUDA_CHECK(cudaMemcpy(y.data(), host.data(), host.size() * 2, cudaMemcpyHostToDevice));
   uint16_t* body = y.data() + kGuard;
   if (impl == Impl::V3) conv3d_fprop_wgmma(p, t, x.data(), w.data(), body);
-  else conv3d_fprop_cuda(p, t, x.data(), w.data(), body, ConvVariant::Mma);
+  else conv3d_fprop_cuda(p, t, x.data(), w.data(), body, impl == Impl::V2 ? ConvVariant::Mma : ConvVariant::Best);
   DEX_CUDA_CHECK(cudaDeviceSynchronize());
   DEX_CUDA_CHECK(cudaMemcpy(host.data(), y.data(), host.size() * 2, cudaMemcpyDeviceToHost));
   for (int64_t i = 0; i < kGuard; ++i) {
@@ -141,6 +142,9 @@ TEST_P(ConvWgmma, ExactOnIntegers) {
     const std::vector<uint16_t> y2 = run(Impl::V2, p, t, xb, wb);
     EXPECT_EQ(y2, y3) << "v2 and v3 differ on integer data";
   }
+  // Best goes through the dispatcher (v3 where conv3d_fprop_best_is_wgmma says so, else v2 / v1): the same bits.
+  EXPECT_EQ(run(Impl::Best, p, t, xb, wb), y3) << "Best (" << (conv3d_fprop_best_is_wgmma(p, t) ? "v3" : "v2/v1")
+                                                << ") differs from v3 on integer data";
 }
 
 TEST_P(ConvWgmma, RandomWithinDerivedToleranceAndDeterministic) {
@@ -222,8 +226,27 @@ TEST(ConvWgmmaSupports, LauncherRejectsBeforeTouchingTheDevice) {
   }
 }
 
+// Best's rule, from the H100 run of 2026-11-27 (bench/results/): v3 on every DynUNet fprop layer it supports except
+// the two 32 -> 32 ones (input_block.conv2, upsamples.4.conv_block.conv2), where v2 measured faster.
+TEST(ConvWgmmaSupports, BestTakesV3WhereItMeasuredFaster) {
+  std::vector<std::string> v3, other;
+  for (const ConvLayerShape& l : dynunet_conv_shapes(128)) {
+    if (l.transposed) continue;
+    (conv3d_fprop_best_is_wgmma(l.conv, DType::F16) ? v3 : other).push_back(l.name);
+    EXPECT_EQ(conv3d_fprop_best_is_wgmma(l.conv, DType::F16), conv3d_fprop_best_is_wgmma(l.conv, DType::BF16))
+        << l.name;
+    EXPECT_FALSE(conv3d_fprop_best_is_wgmma(l.conv, DType::F32)) << l.name << ": v3 has no fp32 path";
+  }
+  EXPECT_EQ(v3.size(), 24u);
+  const std::vector<std::string> expect_other = {"input_block.conv1", "input_block.conv2", "input_block.conv3",
+                                                 "upsamples.4.conv_block.conv2", "output_block.conv"};
+  for (const std::string& n : expect_other)
+    EXPECT_NE(std::find(other.begin(), other.end(), n), other.end()) << n << " should stay off v3";
+  EXPECT_EQ(other.size(), expect_other.size());
+}
+
 // The public dispatcher: ConvVariant::Wgmma reaches v3 (same capability answers, same refusals) for fprop only,
-// and is never chosen by Best until a GPU run shows where it wins.
+// and Best's choice is the rule above (conv3d_fprop_best_is_wgmma).
 TEST(ConvWgmmaSupports, DispatcherRoutesTheWgmmaVariantForFpropOnly) {
   for (const ConvLayerShape& l : dynunet_conv_shapes(64)) {
     if (l.transposed) continue;
