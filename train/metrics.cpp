@@ -67,6 +67,10 @@ nlohmann::json EpochRecord::to_json() const {
                       {"train_loss", num(train_loss)}, {"train_dice", num(train_dice)},
                       {"seconds", seconds},       {"samples_per_s", samples_per_s},
                       {"lr", lr},                 {"best", best}};
+  j["data_s"] = data_s;
+  j["clicks_s"] = clicks_s;
+  j["step_s"] = step_s;
+  j["val_s"] = val_s;
   if (validated) {
     j["val_spleen_dice"] = num(val_spleen_dice);
     j["val_mean_dice"] = num(val_mean_dice);
@@ -86,6 +90,10 @@ EpochRecord EpochRecord::from_json(const nlohmann::json& j) {
   r.seconds = get_num(j, "seconds");
   r.samples_per_s = get_num(j, "samples_per_s");
   r.lr = get_num(j, "lr");
+  r.data_s = j.value("data_s", 0.0);  // absent in metrics.jsonl files written before these were recorded
+  r.clicks_s = j.value("clicks_s", 0.0);
+  r.step_s = j.value("step_s", 0.0);
+  r.val_s = j.value("val_s", 0.0);
   r.best = j.value("best", false);
   return r;
 }

@@ -32,6 +32,10 @@ struct EpochRecord {
   double val_mean_dice = 0;   // the bundle's val_mean_dice
   double seconds = 0;         // wall time of the epoch (training + validation)
   double samples_per_s = 0;   // training volumes per second (all ranks)
+  double data_s = 0;          // rank 0's training time spent waiting for samples (made on a loader thread)
+  double clicks_s = 0;        // ... in the click round (no-grad forward, discrepancy, new clicks, heatmaps)
+  double step_s = 0;          // ... in the train step (forward, backward, gradient all-reduce, optimiser)
+  double val_s = 0;           // wall time of the validation
   double lr = 0;
   bool best = false;          // the best checkpoint was written after this epoch
   nlohmann::json to_json() const;

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <future>
 #include <limits>
 #include <set>
 
@@ -493,19 +494,38 @@ EpochRecord Trainer::run_epoch(int64_t epoch) {
   std::vector<uint8_t> target;
   std::vector<float> logits;
   std::vector<uint8_t> pred(static_cast<size_t>(nvox));
+  // A step's samples (copy, augmentation, resize, initial clicks: a pure function of the case, the seed, the epoch and
+  // the index) are made on a second thread while the previous step runs, as the bundle's DataLoader workers do; the
+  // click round needs the current weights and runs in order on this thread.
+  auto load = [&](int64_t st) {
+    const int64_t first = st * B, N = std::min<int64_t>(B, static_cast<int64_t>(order.size()) - first);
+    std::vector<Sample> batch;
+    for (int64_t b = 0; b < N; ++b) {
+      const uint64_t idx = static_cast<uint64_t>(order[static_cast<size_t>(first + b)]);
+      batch.push_back(make_sample(*m->train_cache->get(idx), c, true, epoch, idx));
+    }
+    return batch;
+  };
+  std::future<std::vector<Sample>> next;
+  if (steps > 0) next = std::async(std::launch::async, load, int64_t(0));
   const auto t_train = Clock::now();
   for (int64_t st = 0; st < steps; ++st) {
-    const int64_t first = st * B, N = std::min<int64_t>(B, static_cast<int64_t>(order.size()) - first);
+    auto t = Clock::now();
+    std::vector<Sample> batch = next.get();  // rethrows what the loader threw
+    if (st + 1 < steps) next = std::async(std::launch::async, load, st + 1);
+    rec.data_s += seconds_since(t);
+    t = Clock::now();
+    const int64_t N = static_cast<int64_t>(batch.size());
     x.assign(static_cast<size_t>(N * nvox * C), 0.f);
     target.assign(static_cast<size_t>(N * nvox), 0);
     for (int64_t b = 0; b < N; ++b) {
-      const uint64_t idx = static_cast<uint64_t>(order[static_cast<size_t>(first + b)]);
-      auto pc = m->train_cache->get(idx);
-      Sample s = make_sample(*pc, c, true, epoch, idx);
+      Sample& s = batch[static_cast<size_t>(b)];
       interact(*m, c, s, c.deepgrow_probability_train, epoch);
       std::copy(s.input.begin(), s.input.end(), x.begin() + b * nvox * C);
       std::copy(s.label.data.begin(), s.label.data.end(), target.begin() + b * nvox);
     }
+    rec.clicks_s += seconds_since(t);
+    t = Clock::now();
     if (m->buckets) m->buckets->begin();
     TrainStepResult r = m->step.forward_backward(x.data(), target.data(), static_cast<int>(N), spatial);
     // Training Dice of this step's predictions (before the update, as the bundle's train_dice).
@@ -534,6 +554,7 @@ EpochRecord Trainer::run_epoch(int64_t epoch) {
       backend(m->device).copy(ps.grads(), m->device, g.data(), Device::CPU, ps.bytes(), nullptr);
     }
     m->step.apply(r);
+    rec.step_s += seconds_since(t);
     ++m->counters.step;
     acc[0] += static_cast<double>(r.loss.loss) * static_cast<double>(N);
     acc[3] += static_cast<double>(N);
@@ -557,7 +578,9 @@ EpochRecord Trainer::run_epoch(int64_t epoch) {
   rec.train_dice = acc[2] > 0 ? acc[1] / acc[2] : std::numeric_limits<double>::quiet_NaN();
   rec.samples_per_s = train_s > 0 ? acc[3] / train_s : 0;
   if ((epoch + 1) % c.val_interval == 0 && m->val_cache->size() > 0) {
+    const auto t_val = Clock::now();
     const ValidationResult v = validate(epoch);
+    rec.val_s = seconds_since(t_val);
     rec.validated = true;
     rec.val_spleen_dice = v.spleen_dice;
     rec.val_mean_dice = v.mean_dice;
@@ -590,7 +613,12 @@ EpochRecord Trainer::run_epoch(int64_t epoch) {
       std::fprintf(stderr, " | val spleen dice %.4f mean dice %.4f (best %.4f at epoch %lld%s)", rec.val_spleen_dice,
                    rec.val_mean_dice, m_best_metric, static_cast<long long>(m_best_epoch),
                    rec.best ? ", saved" : "");
-    std::fprintf(stderr, " | %.1f s, %.3f vol/s\n", rec.seconds, rec.samples_per_s);
+    std::fprintf(stderr, " | %.1f s, %.3f vol/s", rec.seconds, rec.samples_per_s);
+    if (rec.steps > 0)  // where a step's time goes (rank 0): waiting for data, the click round, the train step
+      std::fprintf(stderr, " (per step: data wait %.0f ms, clicks %.0f ms, step %.0f ms; validation %.1f s)",
+                   1e3 * rec.data_s / double(rec.steps), 1e3 * rec.clicks_s / double(rec.steps),
+                   1e3 * rec.step_s / double(rec.steps), rec.val_s);
+    std::fputc('\n', stderr);
     std::fflush(stderr);
   }
   m_comm.barrier();
