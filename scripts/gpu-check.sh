@@ -12,7 +12,8 @@
 # Files back (at most 8): check.log, tests.log, bench.json, bench2.json, sass.txt, torch.json, model.txt, summary.md.
 # Env: OUT (default /tmp/dex-gpu-check), CARRY (default build-gpu-carry), BUDGET (seconds, default 330),
 #      BENCH_FILTER (regex for the fprop rows, default the 128^3 f16 rows), BENCH_MIN_TIME (seconds, default 0.02),
-#      SKIP_MODEL=1, SKIP_TRAIN=1, SKIP_TORCH=1, SKIP_SANITIZER=1, TEST_FILTER (gtest filter for dex_tests_cuda).
+#      SKIP_MODEL=1 (SKIP_TORCH_MODEL=1: no PyTorch model rows; MODEL_RUNS, default 20 / 30), SKIP_TRAIN=1,
+#      SKIP_BENCH=1, SKIP_TORCH=1, SKIP_SANITIZER=1, SKIP_TESTS=1, TEST_FILTER (gtest filter for dex_tests_cuda).
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/dex-gpu-check}
@@ -67,7 +68,8 @@ fi
 
 # ---- 1. tests -------------------------------------------------------------------------------------------------------
 test_rc=1
-if stage 110 "1/8 tests: dex_tests_cuda"; then
+if [ "${SKIP_TESTS:-0}" = 1 ]; then say "1/8 dex_tests_cuda skipped (SKIP_TESTS=1)"; test_rc=0
+elif stage 110 "1/8 tests: dex_tests_cuda"; then
   # Straight to the file (a killed run keeps what it printed); the tail keeps failures' details within the limits.
   timeout "$T" "$CARRY/bin/dex_tests_cuda" --gtest_color=no ${TEST_FILTER:+--gtest_filter="$TEST_FILTER"} \
     > "$OUT/tests.full" 2>&1
@@ -90,26 +92,10 @@ grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$OUT/tests.log" | tail -20 | tee -a "$L
 if grep -q 'CUDA backend not available' "$OUT/tests.log"; then say "WARNING: GPU rows skipped: backend unavailable"; fi
 say "tests exit code $test_rc"
 
-# ---- 3. whole model: the inference plan (fp32, fp16 unfused, fp16 fused), PyTorch on the same card, dex-bench -------
+# ---- 3. training (model.txt holds this stage and the next)
 : > "$OUT/model.txt"
-if [ "${SKIP_MODEL:-0}" != 1 ] && [ -x "$CARRY/bin/dex-bench" ] && stage 150 "3/8 whole model"; then
-  {
-    echo "## dex-plan-bench --device cuda --table (fp32 plan, fp16 unfused, fp16 fused; graph replays, median)"
-    timeout "$(cap 45)" "$CARRY/bin/dex-plan-bench" --device cuda --table --runs 20 2>&1 | tail -30
-    echo "## bench/torch_gpu_baseline.py"
-    PYTHONUNBUFFERED=1 timeout "$(cap 50)" python3 bench/torch_gpu_baseline.py --json /tmp/torch_model.json 2>&1 | tail -30
-    echo "## dex-bench --device cuda"
-    torch_arg=(); [ -s /tmp/torch_model.json ] && torch_arg=(--torch /tmp/torch_model.json)
-    timeout "$(cap 60)" "$CARRY/bin/dex-bench" --device cuda --runs 30 --e2e-runs 3 --image "$CARRY/data/case_a.nii.gz" \
-      "${torch_arg[@]}" --out /tmp/dexbench.json 2>&1 | tail -40
-    echo "## dex-bench JSON"; cat /tmp/dexbench.json 2>/dev/null
-    echo "## PyTorch JSON"; cat /tmp/torch_model.json 2>/dev/null
-  } >> "$OUT/model.txt" 2>&1
-  grep -E 'PASSED|FAILED|floor|model|end to end|click' "$OUT/model.txt" | head -30 | tee -a "$LOG"
-fi
-
-# ---- 4. training: steps at 128^3 with AMP (the bundle's configs/train.json) on phantoms -----------------------------
-if [ "${SKIP_TRAIN:-0}" != 1 ] && [ -x "$CARRY/bin/dex-train" ] && stage 75 "4/8 training step at 128^3, AMP"; then
+# steps at 128^3 with AMP (the bundle's configs/train.json) on phantoms
+if [ "${SKIP_TRAIN:-0}" != 1 ] && [ -x "$CARRY/bin/dex-train" ] && stage 110 "3/8 training step at 128^3, AMP"; then
   {
     echo "## dex-train --config configs/train.json --device cuda (phantoms, 2 epochs of 11 steps, 1 validation case)"
     rm -rf /tmp/ph /tmp/run
@@ -117,8 +103,30 @@ if [ "${SKIP_TRAIN:-0}" != 1 ] && [ -x "$CARRY/bin/dex-train" ] && stage 75 "4/8
     timeout "$(cap 60)" "$CARRY/bin/dex-train" --config configs/train.json --dataset-dir /tmp/ph --output-dir /tmp/run \
       --device cuda --max-epochs 2 --num-val 1 --num-workers 8 --progress false 2>&1 | tail -40
     echo "## metrics.jsonl"; cat /tmp/run/metrics.jsonl 2>/dev/null
+    # Batch 2, the batch of NVIDIA's nnU-Net figure (6.7 volumes/s on an A100, AMP): one epoch of 6 steps.
+    echo "## dex-train ... --batch-size 2 --max-epochs 1"
+    timeout "$(cap 45)" "$CARRY/bin/dex-train" --config configs/train.json --dataset-dir /tmp/ph --output-dir /tmp/run2 \
+      --device cuda --max-epochs 1 --num-val 1 --num-workers 8 --progress false --batch-size 2 2>&1 | tail -5
   } >> "$OUT/model.txt" 2>&1
   grep -E 'epoch|vol/s|volumes|error' "$OUT/model.txt" | tail -8 | tee -a "$LOG"
+fi
+
+# ---- 4. whole model: the inference plan (fp32, fp16 unfused, fp16 fused), PyTorch on the same card, dex-bench -------
+if [ "${SKIP_MODEL:-0}" != 1 ] && [ -x "$CARRY/bin/dex-bench" ] && stage 150 "4/8 whole model"; then
+  {
+    echo "## dex-plan-bench --device cuda --table (fp32 plan, fp16 unfused, fp16 fused; graph replays, median)"
+    timeout "$(cap 45)" "$CARRY/bin/dex-plan-bench" --device cuda --table --runs "${MODEL_RUNS:-20}" 2>&1 | tail -30
+    echo "## bench/torch_gpu_baseline.py"
+    [ "${SKIP_TORCH_MODEL:-0}" = 1 ] ||
+      PYTHONUNBUFFERED=1 timeout "$(cap 50)" python3 bench/torch_gpu_baseline.py --json /tmp/torch_model.json 2>&1 | tail -30
+    echo "## dex-bench --device cuda"
+    torch_arg=(); [ -s /tmp/torch_model.json ] && torch_arg=(--torch /tmp/torch_model.json)
+    timeout "$(cap 60)" "$CARRY/bin/dex-bench" --device cuda --runs "${MODEL_RUNS:-30}" --e2e-runs 3 --image "$CARRY/data/case_a.nii.gz" \
+      "${torch_arg[@]}" --out /tmp/dexbench.json 2>&1 | tail -40
+    echo "## dex-bench JSON"; cat /tmp/dexbench.json 2>/dev/null
+    echo "## PyTorch JSON"; cat /tmp/torch_model.json 2>/dev/null
+  } >> "$OUT/model.txt" 2>&1
+  grep -E 'PASSED|FAILED|floor|model|end to end|click' "$OUT/model.txt" | head -30 | tee -a "$LOG"
 fi
 
 # ---- 5. conv benchmarks ---------------------------------------------------------------------------------------------
@@ -128,10 +136,11 @@ bench() {  # bench <json> <timeout> <filter>
     --benchmark_filter="$3" --benchmark_out="$1" --benchmark_out_format=json 2>&1 | awk '/ERROR/ && n++ < 5' >>"$LOG"
   say "bench $(basename "$1") exit code ${PIPESTATUS[0]}"
 }
-if stage 70 "5/8 fprop benchmarks: v2 / wgmma vs cuDNN / cuBLAS"; then
+if [ "${SKIP_BENCH:-0}" = 1 ]; then say "5/8, 6/8 conv benchmarks skipped (SKIP_BENCH=1)"
+elif stage 70 "5/8 fprop benchmarks: v2 / wgmma vs cuDNN / cuBLAS"; then
   bench "$OUT/bench.json" "$T" "${BENCH_FILTER:-^conv3d_fprop/(f16_v2|f16_wgmma|cudnn_f16|cublas_f16)/128/}"
 fi
-if stage 45 "6/8 benchmarks B: dgrad, wgrad, transposed, 16-bit ops"; then
+if [ "${SKIP_BENCH:-0}" != 1 ] && stage 45 "6/8 benchmarks B: dgrad, wgrad, transposed, 16-bit ops"; then
   bench "$OUT/bench2.json" "$T" '^(conv3d_dgrad|conv3d_wgrad|conv_transpose3d)/[^/]*/128/|^ops16'
 fi
 
