@@ -9,10 +9,12 @@
 #include <map>
 
 #include "data/click_guidance.h"
+#include "data/click_simulation.h"
 #include "data/clicks.h"
 #include "data/intensity.h"
 #include "data/nifti_io.h"
 #include "data/orientation.h"
+#include "data/phantom.h"
 #include "data/preprocess.h"
 #include "data/resize.h"
 #include "kernels/rng.h"
@@ -104,6 +106,54 @@ void BM_DataHeatmapsAndInput(benchmark::State& state) {
   }
   label(state);
 }
+
+// The training click round's host work at 128^3 (train/trainer.cpp interact(), after the no-grad forward): a phantom
+// label resized (nearest) to 128^3 and a prediction = that label shifted by `shift` voxels along each axis (missed and
+// extra spleen: both discrepancy kinds). Arg 0: discrepancy regions, 1: new clicks (distance transforms + draws +
+// pruning), 2: the two heatmaps of the resulting guidance.
+struct ClickRoundCase {
+  LabelVolume label, pred;
+  Guidance start;
+};
+const ClickRoundCase& click_round_case() {
+  static const ClickRoundCase c = [] {
+    ClickRoundCase k;
+    const Phantom ph = make_phantom(7, 0);
+    k.label = resize_nearest(ph.label, {128, 128, 128});
+    k.pred = k.label;
+    const int shift = 3;
+    for (int64_t i = 0; i < 128; ++i)
+      for (int64_t j = 0; j < 128; ++j)
+        for (int64_t l = 0; l < 128; ++l) {
+          const int64_t si = std::min<int64_t>(127, i + shift), sj = std::min<int64_t>(127, j + shift),
+                        sl = std::min<int64_t>(127, l + shift);
+          k.pred.data[k.label.index(i, j, l)] = k.label.data[k.label.index(si, sj, sl)];
+        }
+    Rng rng = click_rng(123, 0, 0, 0);
+    k.start = initial_guidance(k.label, bundle_label_names(), rng);
+    return k;
+  }();
+  return c;
+}
+
+void BM_ClickRound128(benchmark::State& state) {
+  const ClickRoundCase& c = click_round_case();
+  const LabelNames names = bundle_label_names();
+  const auto disc = find_discrepancy_regions(c.label, c.pred, names);
+  uint64_t round = 0;
+  for (auto _ : state) {
+    if (state.range(0) == 0) {
+      benchmark::DoNotOptimize(find_discrepancy_regions(c.label, c.pred, names));
+    } else if (state.range(0) == 1) {
+      Rng rng = click_rng(123, 0, 1, round++ % 16);
+      benchmark::DoNotOptimize(add_random_guidance(c.start, disc, c.label, names, rng));
+    } else {
+      benchmark::DoNotOptimize(guidance_heatmaps(c.start, {128, 128, 128}));
+    }
+  }
+  state.SetLabel(state.range(0) == 0 ? "discrepancy" : state.range(0) == 1 ? "new clicks" : "heatmaps");
+}
+BENCHMARK(BM_ClickRound128)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->MinTime(0.5);
 
 void BM_DataInvert(benchmark::State& state) {
   const Volume& v = file_volume(state.range(0));

@@ -127,14 +127,38 @@ std::vector<Discrepancy> find_discrepancy_regions(const LabelVolume& label, cons
 }
 
 bool sample_click(const uint8_t* region, const std::array<int64_t, 3>& shape, Rng& rng, SimClick* click) {
-  const int64_t n = shape[0] * shape[1] * shape[2];
+  // The distance transform runs on the region's bounding box grown by one voxel and clipped to the grid: inside the
+  // grid that margin is all zeros, so every region voxel's nearest zero is in the crop (chessboard distance), and
+  // where the box meets the grid's border the crop's border is the grid's (not outside), as before. Same distances,
+  // same raster order of the candidates, so the same draw as on the whole grid, at the cost of the box (the new
+  // clicks of a training click round at 128^3: 31 -> 16 ms on this 2-core machine, dex_bench_cpu BM_ClickRound128/1).
+  std::array<int64_t, 3> lo = shape, hi = {-1, -1, -1};
+  for (int64_t i = 0, v = 0; i < shape[0]; ++i)
+    for (int64_t j = 0; j < shape[1]; ++j)
+      for (int64_t k = 0; k < shape[2]; ++k, ++v)
+        if (region[v]) {
+          lo[0] = std::min(lo[0], i), hi[0] = std::max(hi[0], i);
+          lo[1] = std::min(lo[1], j), hi[1] = std::max(hi[1], j);
+          lo[2] = std::min(lo[2], k), hi[2] = std::max(hi[2], k);
+        }
+  if (hi[0] < 0) return false;
+  std::array<int64_t, 3> cs;
+  for (int a = 0; a < 3; ++a) {
+    lo[a] = std::max<int64_t>(0, lo[a] - 1);
+    hi[a] = std::min<int64_t>(shape[a] - 1, hi[a] + 1);
+    cs[a] = hi[a] - lo[a] + 1;
+  }
+  std::vector<uint8_t> crop(static_cast<size_t>(cs[0] * cs[1] * cs[2]));
   std::vector<int64_t> idx;
-  for (int64_t v = 0; v < n; ++v)
-    if (region[v]) idx.push_back(v);
-  if (idx.empty()) return false;
-  const auto dist = distance_transform_cdt_3d(region, shape);
+  for (int64_t i = 0, c = 0; i < cs[0]; ++i)
+    for (int64_t j = 0; j < cs[1]; ++j) {
+      const uint8_t* row = region + ((lo[0] + i) * shape[1] + lo[1] + j) * shape[2] + lo[2];
+      for (int64_t k = 0; k < cs[2]; ++k, ++c)
+        if ((crop[static_cast<size_t>(c)] = row[k] ? 1 : 0)) idx.push_back(c);
+    }
+  const auto dist = distance_transform_cdt_3d(crop.data(), cs);
   const int64_t p = draw_by_distance(dist, idx, rng);
-  *click = {dist[p], p / (shape[1] * shape[2]), (p / shape[2]) % shape[1], p % shape[2]};
+  *click = {dist[p], lo[0] + p / (cs[1] * cs[2]), lo[1] + (p / cs[2]) % cs[1], lo[2] + p % cs[2]};
   return true;
 }
 

@@ -2,13 +2,16 @@
 // discrepancy maps, the full-slice quirk), the sampling by its invariants and its distribution.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <set>
 
 #include "data/click_simulation.h"
+#include "data/distance_transform.h"
 #include "data/phantom.h"
 #include "data/resize.h"
+#include "kernels/rng.h"
 #include "tests/testing.h"
 
 namespace dex {
@@ -175,6 +178,45 @@ TEST(ClickSimulation, SampleClickIndexOrder) {
   EXPECT_EQ(c, (SimClick{1, 3, 4, 2}));
   std::fill(region.begin(), region.end(), 0);
   EXPECT_FALSE(sample_click(region.data(), shape, rng, &c));
+}
+
+// sample_click works on the region's bounding box (+1 voxel, clipped to the grid): on random blobs, many touching
+// the grid's faces, the click is a region voxel and its distance is the whole grid's distance transform there; a
+// region filling the whole grid gives d = -1 (no zero anywhere), and the crop keeps the grid's border "not outside".
+TEST(ClickSimulation, SampleClickOnTheCropMatchesTheWholeGridTransform) {
+  const std::array<int64_t, 3> shape{11, 9, 13};
+  const int64_t n = shape[0] * shape[1] * shape[2];
+  int touching = 0;
+  for (uint64_t t = 0; t < 60; ++t) {
+    std::vector<uint8_t> region(static_cast<size_t>(n), 0);
+    // A union of two random boxes, sometimes reaching the faces.
+    for (int b = 0; b < 2; ++b) {
+      int64_t a0[3], a1[3];
+      for (int a = 0; a < 3; ++a) {
+        a0[a] = static_cast<int64_t>(rng_u32(17, t * 16 + b * 6 + a, 0) % uint32_t(shape[a]));
+        a1[a] = std::min(shape[a] - 1, a0[a] + static_cast<int64_t>(rng_u32(17, t * 16 + b * 6 + a + 3, 0) % 6));
+      }
+      for (int64_t i = a0[0]; i <= a1[0]; ++i)
+        for (int64_t j = a0[1]; j <= a1[1]; ++j)
+          for (int64_t k = a0[2]; k <= a1[2]; ++k) region[static_cast<size_t>((i * shape[1] + j) * shape[2] + k)] = 1;
+      touching += a0[0] == 0 || a1[0] == shape[0] - 1 || a0[2] == 0 || a1[2] == shape[2] - 1;
+    }
+    const std::vector<int32_t> full = distance_transform_cdt_3d(region.data(), shape);
+    Rng rng(t, rng_stream(RngStream::Test, 7));
+    for (int draw = 0; draw < 5; ++draw) {
+      SimClick c;
+      ASSERT_TRUE(sample_click(region.data(), shape, rng, &c));
+      const int64_t v = (c[1] * shape[1] + c[2]) * shape[2] + c[3];
+      ASSERT_TRUE(region[static_cast<size_t>(v)]) << "case " << t << ": click outside the region";
+      EXPECT_EQ(c[0], full[static_cast<size_t>(v)]) << "case " << t << " at " << c[1] << "," << c[2] << "," << c[3];
+    }
+  }
+  EXPECT_GT(touching, 10) << "too few regions touch the grid's faces to test the border";
+  std::vector<uint8_t> all(static_cast<size_t>(n), 1);
+  Rng rng(9, rng_stream(RngStream::Test, 8));
+  SimClick c;
+  ASSERT_TRUE(sample_click(all.data(), shape, rng, &c));
+  EXPECT_EQ(c[0], -1);
 }
 
 // The empirical distribution of sample_click over a 7^3 cube (distances 1..4) matches weights exp(d) - 1: chi-square
