@@ -69,31 +69,37 @@ struct Ws {
   }
 };
 
+// A conv3d wgrad row on integer data (x in {0,1}, dy in {-1,0,1}): through variant `v` with the workspace
+// conv3d_wgrad_cuda_workspace_bytes asks for, exact against the reference.
+OpCase wgrad_row(const Conv3dParams& p, DType t, GradMode mode, ConvVariant v, const char* label, uint64_t seed) {
+  const int64_t xin = p.in_elems(), win = p.weight_elems(), yout = p.out_elems();
+  return {str("conv3d_wgrad/", dt(t), "/", label, "/", mode_name(mode), "/", conv_name(p)),
+          {{t, xin, -1, 1, 0, 1}, {t, yout}}, {{DType::F32, win, mode == GradMode::Accumulate}},
+          [p, mode](const HostIn& in, HostIn& out) {
+            conv3d_wgrad_cpu(p, in[0].data(), in[1].data(), out[0].data(), mode, CpuConvImpl::Reference);
+            return Scalars{};
+          },
+          [p, t, mode, v](const Backend& b, const std::vector<const void*>& in, const std::vector<void*>& out,
+                          void* s) {
+            const size_t wsb = conv3d_wgrad_cuda_workspace_bytes(p, t);
+            Ws ws(b, wsb);
+            conv3d_wgrad_cuda(p, t, in[0], in[1], static_cast<float*>(out[0]), mode, v, ws.get(wsb), S(s));
+            b.synchronize(s);
+            return Scalars{};
+          },
+          tol(DType::F32, double(p.out_voxels()) + 1), 1e-10, true, 0, seed};
+}
+
 void add_conv_rows(std::vector<OpCase>& rows, const Conv3dParams& p, uint64_t seed) {
   const int64_t xin = p.in_elems(), win = p.weight_elems(), yout = p.out_elems();
-  const double kd = double(p.taps()) * p.K, kw = double(p.out_voxels());
+  const double kd = double(p.taps()) * p.K;
   for (DType t : {DType::F16, DType::BF16}) {
     const bool exact_d = kd <= (t == DType::F16 ? 2048 : 256);
     for (GradMode mode : {GradMode::Overwrite, GradMode::Accumulate}) {
       const bool acc = mode == GradMode::Accumulate;
       // wgrad v2: x in {0,1}, dy in {-1,0,1}: |sums| <= voxels, exact in fp32 (and the double split sum).
       if (conv3d_wgrad_cuda_supports(p, t, ConvVariant::Mma))
-        rows.push_back({str("conv3d_wgrad/", dt(t), "/v2/", mode_name(mode), "/", conv_name(p)),
-                        {{t, xin, -1, 1, 0, 1}, {t, yout}}, {{DType::F32, win, acc}},
-                        [p, mode](const HostIn& in, HostIn& out) {
-                          conv3d_wgrad_cpu(p, in[0].data(), in[1].data(), out[0].data(), mode, CpuConvImpl::Reference);
-                          return Scalars{};
-                        },
-                        [p, t, mode](const Backend& b, const std::vector<const void*>& in,
-                                     const std::vector<void*>& out, void* s) {
-                          const size_t wsb = conv3d_wgrad_cuda_workspace_bytes(p, t);
-                          Ws ws(b, wsb);
-                          conv3d_wgrad_cuda(p, t, in[0], in[1], static_cast<float*>(out[0]), mode, ConvVariant::Mma,
-                                            ws.get(wsb), S(s));
-                          b.synchronize(s);
-                          return Scalars{};
-                        },
-                        tol(DType::F32, kw + 1), 1e-10, true, 0, seed + (acc ? 1 : 0)});
+        rows.push_back(wgrad_row(p, t, mode, ConvVariant::Mma, "v2", seed + (acc ? 1 : 0)));
     }
     // dgrad v2, Overwrite (test_backend_ops.cpp has the Accumulate rows): every dx voxel must be written, also
     // those of parity classes no tap reaches (1x1x1 stride 2).
@@ -121,29 +127,11 @@ void add_conv_rows(std::vector<OpCase>& rows, const Conv3dParams& p, uint64_t se
 // wgrad v1s (Best with its workspace where v2 cannot go: C = 3, K = 2): integer data, so every partial and the
 // double reduction of the splits are exact: equal to the reference bit for bit.
 void add_small_wgrad_rows(std::vector<OpCase>& rows, const Conv3dParams& p, uint64_t seed) {
-  const int64_t xin = p.in_elems(), win = p.weight_elems(), yout = p.out_elems();
-  const double kw = double(p.out_voxels());
-  for (DType t : {DType::F16, DType::BF16})
-    for (GradMode mode : {GradMode::Overwrite, GradMode::Accumulate}) {
-      const bool acc = mode == GradMode::Accumulate;
-      rows.push_back({str("conv3d_wgrad/", dt(t), "/v1s/", mode_name(mode), "/", conv_name(p)),
-                      {{t, xin, -1, 1, 0, 1}, {t, yout}}, {{DType::F32, win, acc}},
-                      [p, mode](const HostIn& in, HostIn& out) {
-                        conv3d_wgrad_cpu(p, in[0].data(), in[1].data(), out[0].data(), mode, CpuConvImpl::Reference);
-                        return Scalars{};
-                      },
-                      [p, t, mode](const Backend& b, const std::vector<const void*>& in, const std::vector<void*>& out,
-                                   void* s) {
-                        const size_t wsb = conv3d_wgrad_cuda_workspace_bytes(p, t);
-                        EXPECT_GE(wsb, size_t(p.weight_elems()) * 4) << "v1s needs a workspace here";
-                        Ws ws(b, wsb);
-                        conv3d_wgrad_cuda(p, t, in[0], in[1], static_cast<float*>(out[0]), mode, ConvVariant::Best,
-                                          ws.get(wsb), S(s));
-                        b.synchronize(s);
-                        return Scalars{};
-                      },
-                      tol(DType::F32, kw + 1), 1e-10, true, 0, seed + (acc ? 1 : 0)});
-    }
+  for (DType t : {DType::F16, DType::BF16}) {
+    EXPECT_GE(conv3d_wgrad_cuda_workspace_bytes(p, t), size_t(p.weight_elems()) * 4) << "v1s needs a workspace here";
+    for (GradMode mode : {GradMode::Overwrite, GradMode::Accumulate})
+      rows.push_back(wgrad_row(p, t, mode, ConvVariant::Best, "v1s", seed + (mode == GradMode::Accumulate ? 1 : 0)));
+  }
 }
 
 void add_convt_rows(std::vector<OpCase>& rows, const ConvTranspose3dParams& p, uint64_t seed) {
