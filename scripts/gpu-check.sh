@@ -16,22 +16,10 @@
 #      SKIP_BENCH=1, SKIP_TORCH=1, SKIP_SANITIZER=1, SKIP_TESTS=1, TEST_FILTER (gtest filter for dex_tests_cuda).
 set -u -o pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/dex-gpu-check}
-CARRY=${CARRY:-build-gpu-carry}
-mkdir -p "$OUT"
-LOG="$OUT/check.log"
-: > "$LOG"
-say() { echo "[gpu-check $(date +%H:%M:%S) +${SECONDS}s] $*" | tee -a "$LOG"; }
-DEADLINE=$(( SECONDS + ${BUDGET:-330} ))
-# cap <seconds>: that cap, or less when the budget has less left; 0 when under 15 s are left (the stage is skipped).
-cap() { local left=$(( DEADLINE - SECONDS )); [ "$left" -lt 15 ] && { echo 0; return; }; [ "$1" -lt "$left" ] && echo "$1" || echo "$left"; }
-# stage <cap> <name>: prints the stage's timeout; says "skipped" and returns 1 when the budget is spent.
-stage() { T=$(cap "$1"); if [ "$T" = 0 ]; then say "$2: skipped (budget spent)"; return 1; fi; say "$2 (timeout $T s)"; }
+. scripts/gpu-lib.sh
+gpu_init gpu-check check.log 330
 
 # ---- 0. preconditions: a GPU, the carried binaries ----------------------------------------------------------------
-if [ ! -d "$CARRY" ] && [ -f build-gpu-pack/carry.tgz ]; then
-  tar -xzf build-gpu-pack/carry.tgz && say "unpacked build-gpu-pack/carry.tgz into $CARRY"
-fi
 if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >>"$LOG" 2>&1; then
   say "FAIL: no NVIDIA GPU here (nvidia-smi missing or found no device). This script is for the lent GPU machine;"
   say "      on a development machine run scripts/gpu-build.sh and the CPU test suite instead."
@@ -45,14 +33,6 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,
 GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' '-')
 say "GPU: $GPU; nvcc: $(nvcc --version 2>/dev/null | tail -1)"
 
-# Libraries: carried ones first, then the toolkit, then PyTorch's cuDNN / cuBLAS wheels (the benches dlopen them).
-LIBS="$PWD/$CARRY/lib"
-for d in /usr/local/cuda/lib64 /usr/local/cuda/lib; do [ -d "$d" ] && LIBS="$LIBS:$d"; done
-for pat in 'libcudnn.so.9' 'libcublas.so.13' 'libnccl.so.2'; do
-  f=$(find /opt/torch/.venv /usr/local/lib/python3* /usr/lib/python3 -name "$pat*" 2>/dev/null | head -1)
-  [ -n "$f" ] && LIBS="$LIBS:$(dirname "$f")"
-done
-export LD_LIBRARY_PATH="$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 say "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
 if ldd "$CARRY/bin/dex_tests_cuda" | grep -q 'not found'; then
   say "FAIL: missing libraries: $(ldd "$CARRY/bin/dex_tests_cuda" | grep 'not found' | tr '\n' ' ')"
@@ -100,12 +80,12 @@ if [ "${SKIP_TRAIN:-0}" != 1 ] && [ -x "$CARRY/bin/dex-train" ] && stage 110 "3/
     echo "## dex-train --config configs/train.json --device cuda (phantoms, 2 epochs of 11 steps, 1 validation case)"
     rm -rf /tmp/ph /tmp/run
     timeout 20 "$CARRY/bin/dex-phantom" --out /tmp/ph --count 12 --test-count 0 --seed 7 --size small --quiet
-    timeout "$(cap 60)" "$CARRY/bin/dex-train" --config configs/train.json --dataset-dir /tmp/ph --output-dir /tmp/run \
+    timeout "$(limit 60)" "$CARRY/bin/dex-train" --config configs/train.json --dataset-dir /tmp/ph --output-dir /tmp/run \
       --device cuda --max-epochs 2 --num-val 1 --num-workers 8 --progress false 2>&1 | tail -40
     echo "## metrics.jsonl"; cat /tmp/run/metrics.jsonl 2>/dev/null
     # Batch 2, the batch of NVIDIA's nnU-Net figure (6.7 volumes/s on an A100, AMP): one epoch of 6 steps.
     echo "## dex-train ... --batch-size 2 --max-epochs 1"
-    timeout "$(cap 45)" "$CARRY/bin/dex-train" --config configs/train.json --dataset-dir /tmp/ph --output-dir /tmp/run2 \
+    timeout "$(limit 45)" "$CARRY/bin/dex-train" --config configs/train.json --dataset-dir /tmp/ph --output-dir /tmp/run2 \
       --device cuda --max-epochs 1 --num-val 1 --num-workers 8 --progress false --batch-size 2 2>&1 | tail -5
   } >> "$OUT/model.txt" 2>&1
   grep -E 'epoch|vol/s|volumes|error' "$OUT/model.txt" | tail -8 | tee -a "$LOG"
@@ -115,13 +95,13 @@ fi
 if [ "${SKIP_MODEL:-0}" != 1 ] && [ -x "$CARRY/bin/dex-bench" ] && stage 150 "4/8 whole model"; then
   {
     echo "## dex-plan-bench --device cuda --table (fp32 plan, fp16 unfused, fp16 fused; graph replays, median)"
-    timeout "$(cap 45)" "$CARRY/bin/dex-plan-bench" --device cuda --table --runs "${MODEL_RUNS:-20}" 2>&1 | tail -30
+    timeout "$(limit 45)" "$CARRY/bin/dex-plan-bench" --device cuda --table --runs "${MODEL_RUNS:-20}" 2>&1 | tail -30
     echo "## bench/torch_gpu_baseline.py"
     [ "${SKIP_TORCH_MODEL:-0}" = 1 ] ||
-      PYTHONUNBUFFERED=1 timeout "$(cap 50)" python3 bench/torch_gpu_baseline.py --json /tmp/torch_model.json 2>&1 | tail -30
+      PYTHONUNBUFFERED=1 timeout "$(limit 50)" python3 bench/torch_gpu_baseline.py --json /tmp/torch_model.json 2>&1 | tail -30
     echo "## dex-bench --device cuda"
     torch_arg=(); [ -s /tmp/torch_model.json ] && torch_arg=(--torch /tmp/torch_model.json)
-    timeout "$(cap 60)" "$CARRY/bin/dex-bench" --device cuda --runs "${MODEL_RUNS:-30}" --e2e-runs 3 --image "$CARRY/data/case_a.nii.gz" \
+    timeout "$(limit 60)" "$CARRY/bin/dex-bench" --device cuda --runs "${MODEL_RUNS:-30}" --e2e-runs 3 --image "$CARRY/data/case_a.nii.gz" \
       "${torch_arg[@]}" --out /tmp/dexbench.json 2>&1 | tail -40
     echo "## dex-bench JSON"; cat /tmp/dexbench.json 2>/dev/null
     echo "## PyTorch JSON"; cat /tmp/torch_model.json 2>/dev/null

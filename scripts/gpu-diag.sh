@@ -6,45 +6,31 @@
 # Env: OUT, CARRY (default build-gpu-carry), BUDGET (seconds, default 200).
 set -u -o pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/dex-gpu-diag}
-CARRY=${CARRY:-build-gpu-carry}
-mkdir -p "$OUT"
-LOG="$OUT/diag.log"
-: > "$LOG"
-say() { echo "[gpu-diag $(date +%H:%M:%S) +${SECONDS}s] $*" | tee -a "$LOG"; }
-DEADLINE=$(( SECONDS + ${BUDGET:-200} ))
-cap() { local left=$(( DEADLINE - SECONDS )); [ "$left" -lt 10 ] && { echo 0; return; }; [ "$1" -lt "$left" ] && echo "$1" || echo "$left"; }
-[ -d "$CARRY" ] || tar -xzf build-gpu-pack/carry.tgz
-LIBS="$PWD/$CARRY/lib"
-for d in /usr/local/cuda/lib64; do [ -d "$d" ] && LIBS="$LIBS:$d"; done
-for pat in 'libcudnn.so.9' 'libcublas.so.13' 'libnccl.so.2'; do
-  f=$(find /opt/torch/.venv /usr/local/lib/python3* -name "$pat*" 2>/dev/null | head -1)
-  [ -n "$f" ] && LIBS="$LIBS:$(dirname "$f")"
-done
-export LD_LIBRARY_PATH="$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export PATH="$PATH:/usr/local/cuda/bin:$(ls -d /opt/nvidia/nsight-compute/* 2>/dev/null | tail -1)"
+. scripts/gpu-lib.sh
+gpu_init gpu-diag diag.log 200
+export PATH="$PATH:$(ls -d /opt/nvidia/nsight-compute/* 2>/dev/null | tail -1)"
 say "tools: $(command -v compute-sanitizer || echo no compute-sanitizer), $(command -v ncu || echo no ncu)"
 T=InferencePlan.CudaGraphPlanMatchesCpuPlan
 gt() { "$CARRY/bin/dex_tests_infer" --gtest_color=no --gtest_filter="$T" 2>&1 | grep -E 'cuda plan|OK|FAILED  \]|SKIPPED|PASSED|Which is|exception' | head -8; }
-say "1 $T, graph (as shipped)";              timeout "$(cap 20)" bash -c "$(declare -f gt); T=$T CARRY=$CARRY gt" | tee -a "$LOG"
+say "1 $T, graph (as shipped)";              timeout "$(limit 20)" bash -c "$(declare -f gt); T=$T CARRY=$CARRY gt" | tee -a "$LOG"
 say "2 $T, DEX_PLAN_GRAPH=0 (steps launched one by one)"
-DEX_PLAN_GRAPH=0 timeout "$(cap 20)" bash -c "$(declare -f gt); T=$T CARRY=$CARRY gt" | tee -a "$LOG"
+DEX_PLAN_GRAPH=0 timeout "$(limit 20)" bash -c "$(declare -f gt); T=$T CARRY=$CARRY gt" | tee -a "$LOG"
 say "3 $T, DEX_SYNC_CHECK=1"
-DEX_SYNC_CHECK=1 timeout "$(cap 20)" bash -c "$(declare -f gt); T=$T CARRY=$CARRY gt" | tee -a "$LOG"
+DEX_SYNC_CHECK=1 timeout "$(limit 20)" bash -c "$(declare -f gt); T=$T CARRY=$CARRY gt" | tee -a "$LOG"
 say "4 compute-sanitizer initcheck, no graph"
-DEX_PLAN_GRAPH=0 timeout "$(cap 50)" compute-sanitizer --tool initcheck --show-backtrace device --print-limit 12 \
+DEX_PLAN_GRAPH=0 timeout "$(limit 50)" compute-sanitizer --tool initcheck --show-backtrace device --print-limit 12 \
   "$CARRY/bin/dex_tests_infer" --gtest_filter="$T" 2>&1 | grep -vE '^\[ RUN|^\[----' | head -60 | tee -a "$LOG"
 say "5 compute-sanitizer memcheck, no graph"
-DEX_PLAN_GRAPH=0 timeout "$(cap 40)" compute-sanitizer --tool memcheck --print-limit 12 \
+DEX_PLAN_GRAPH=0 timeout "$(limit 40)" compute-sanitizer --tool memcheck --print-limit 12 \
   "$CARRY/bin/dex_tests_infer" --gtest_filter="$T" 2>&1 | grep -vE '^\[ RUN|^\[----' | head -40 | tee -a "$LOG"
 say "6 fp16 plans at 128^3: fused, unfused (graph replays)"
-{ timeout "$(cap 25)" "$CARRY/bin/dex-plan-bench" --device cuda --precision f16 --runs 20 2>&1 | tail -12
-  timeout "$(cap 25)" "$CARRY/bin/dex-plan-bench" --device cuda --precision f16 --unfused --runs 20 2>&1 | tail -12
+{ timeout "$(limit 25)" "$CARRY/bin/dex-plan-bench" --device cuda --precision f16 --runs 20 2>&1 | tail -12
+  timeout "$(limit 25)" "$CARRY/bin/dex-plan-bench" --device cuda --precision f16 --unfused --runs 20 2>&1 | tail -12
 } > "$OUT/plans.txt"; cat "$OUT/plans.txt" | tee -a "$LOG"
 say "7 ncu: GPU time per kernel over training steps at 128^3 (AMP, batch 1)"
 rm -rf /tmp/ph /tmp/run
 "$CARRY/bin/dex-phantom" --out /tmp/ph --count 6 --test-count 0 --seed 7 --size small --quiet
-timeout "$(cap 100)" ncu --metrics gpu__time_duration.sum --launch-skip 3000 --launch-count 1500 --csv \
+timeout "$(limit 100)" ncu --metrics gpu__time_duration.sum --launch-skip 3000 --launch-count 1500 --csv \
   --print-summary per-kernel --cache-control none --clock-control none \
   "$CARRY/bin/dex-train" --config configs/train.json --dataset-dir /tmp/ph --output-dir /tmp/run --device cuda \
   --max-epochs 1 --num-val 1 --progress false > "$OUT/ncu.csv" 2>&1
