@@ -1,5 +1,6 @@
 // dex-infer: DeepEdit spleen segmentation of a CT, automatic or from clicks, written in the input's geometry.
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -171,6 +172,10 @@ int run(int argc, char** argv) {
   DEX_INPUT_CHECK(odt == "uint8" || odt == "float32", "--output-dtype '", odt, "': expected uint8 or float32");
   so.device = device == "cuda" ? Device::CUDA : Device::CPU;
   so.precision = precision == "fp16" ? Precision::FP16 : Precision::FP32;
+  if (so.device == Device::CUDA && so.precision == Precision::FP32)
+    std::fprintf(stderr, "dex-infer: note: fp32 on CUDA runs the reference (direct) convolutions, about 1.2 s per "
+                         "128^3 forward on an H100; --precision fp16 runs the fused fp16 path (26.5 ms there, mask "
+                         "Dice 0.9994 against fp32 at 128^3)\n");
   std::string model = sget("model");
   DEX_INPUT_CHECK(!model.empty(), "no model given (--model M: a dex .safetensors file or a MONAI model.pt)");
   DEX_INPUT_CHECK(fs::exists(model), "model '", model, "' does not exist");
