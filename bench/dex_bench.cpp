@@ -48,7 +48,8 @@ namespace {
 
 const char* kUsage = R"(dex-bench: model computation and end-to-end timings, next to the bundle's published A100 table.
   dex-bench [--device cpu|cuda] [--runs N] [--e2e-runs N] [--warmup N] [--model M] [--image CT.nii.gz]
-            [--size 128] [--what model,tape,e2e,click] [--no-phantom512] [--torch torch.json] [--out results.json]
+            [--size 128] [--what model,tape,e2e,click] [--precision fp32,fp16] [--no-phantom512] [--torch torch.json]
+            [--out results.json]
   --runs        timed repetitions of the model and click rows (default: 50 on cuda, 3 on cpu)
   --e2e-runs    timed repetitions of the end-to-end rows (default: 5 on cuda, 2 on cpu)
   --warmup      untimed repetitions before each row (default: 3 on cuda, 1 on cpu)
@@ -56,6 +57,7 @@ const char* kUsage = R"(dex-bench: model computation and end-to-end timings, nex
   --image       a real CT for the end-to-end rows (default: the real case in ../shared, when present)
   --size        the grid of the default model (default 128, the bundle's; smaller for a quick CPU rehearsal)
   --what        rows to run (default model,e2e,click; "tape" adds the tape forward, the training path)
+  --precision   fp32, fp16 or fp32,fp16 (default on cuda: both; fp16 alone skips the slow fp32 CUDA rows)
   --no-phantom512  skip the 512x512x100 phantom rows
   --torch       JSON of bench/torch_gpu_baseline.py on the same device: its rows join the table with ratios
   --save-model  keep the seeded random model at this path (and the phantom beside it)
@@ -169,7 +171,7 @@ std::string fmt(double v, int prec = 2) {
 int run(int argc, char** argv) {
   ParsedArgs a = parse_args(argc, argv,
                             {"device", "runs", "e2e_runs", "warmup", "model", "image", "size", "what", "out",
-                             "save_model", "torch"},
+                             "save_model", "torch", "precision"},
                             {"help", "no_phantom512", "phantom512"});
   if (a.has("help")) {
     std::cout << kUsage;
@@ -199,8 +201,15 @@ int run(int argc, char** argv) {
     save_model(tmp_model, net, info);
     model = tmp_model;
   }
-  const std::vector<Precision> precisions =
-      cuda ? std::vector<Precision>{Precision::FP32, Precision::FP16} : std::vector<Precision>{Precision::FP32};
+  // --precision fp32,fp16 (CUDA default: both; CPU: fp32, the only CPU path). fp16 alone skips the fp32 rows, which
+  // take ~1.2 s a forward on an H100 (reference direct convolutions).
+  const std::string pl = a.get("precision", cuda ? "fp32,fp16" : "fp32");
+  std::vector<Precision> precisions;
+  if (pl.find("fp32") != std::string::npos) precisions.push_back(Precision::FP32);
+  if (pl.find("fp16") != std::string::npos) precisions.push_back(Precision::FP16);
+  DEX_INPUT_CHECK(!precisions.empty() && (pl == "fp32" || pl == "fp16" || pl == "fp32,fp16" || pl == "fp16,fp32"),
+                  "--precision takes fp32, fp16 or fp32,fp16, got '", pl, "'");
+  DEX_INPUT_CHECK(cuda || pl == "fp32", "--precision fp16 needs --device cuda (the CPU runs fp32)");
   auto pname = [](Precision p) { return p == Precision::FP16 ? "fp16" : "fp32"; };
 
   json out;
@@ -438,6 +447,7 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // rows appear as they finish, also when a time limit kills the run
   try {
     return run(argc, argv);
   } catch (const InputError& e) {

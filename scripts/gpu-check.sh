@@ -99,11 +99,15 @@ if [ "${SKIP_MODEL:-0}" != 1 ] && [ -x "$CARRY/bin/dex-bench" ] && stage 150 "4/
     echo "## bench/torch_gpu_baseline.py"
     [ "${SKIP_TORCH_MODEL:-0}" = 1 ] ||
       PYTHONUNBUFFERED=1 timeout "$(limit 50)" python3 bench/torch_gpu_baseline.py --json /tmp/torch_model.json 2>&1 | tail -30
-    echo "## dex-bench --device cuda"
+    # fp16 first (model, end to end, one click: the fast path), then the fp32 model row alone (~1.2 s a forward).
+    echo "## dex-bench --device cuda --precision fp16"
     torch_arg=(); [ -s /tmp/torch_model.json ] && torch_arg=(--torch /tmp/torch_model.json)
-    timeout "$(limit 60)" "$CARRY/bin/dex-bench" --device cuda --runs "${MODEL_RUNS:-30}" --e2e-runs 3 --image "$CARRY/data/case_a.nii.gz" \
-      "${torch_arg[@]}" --out /tmp/dexbench.json 2>&1 | tail -40
-    echo "## dex-bench JSON"; cat /tmp/dexbench.json 2>/dev/null
+    timeout "$(limit 60)" "$CARRY/bin/dex-bench" --device cuda --precision fp16 --runs "${MODEL_RUNS:-30}" --e2e-runs 3 \
+      --image "$CARRY/data/case_a.nii.gz" "${torch_arg[@]}" --out /tmp/dexbench.json 2>&1 | tail -40
+    echo "## dex-bench --device cuda --precision fp32 --what model"
+    timeout "$(limit 25)" "$CARRY/bin/dex-bench" --device cuda --precision fp32 --what model --runs 3 --warmup 1 \
+      --out /tmp/dexbench32.json 2>&1 | tail -12
+    echo "## dex-bench JSON"; cat /tmp/dexbench.json /tmp/dexbench32.json 2>/dev/null
     echo "## PyTorch JSON"; cat /tmp/torch_model.json 2>/dev/null
   } >> "$OUT/model.txt" 2>&1
   grep -E 'PASSED|FAILED|floor|model|end to end|click' "$OUT/model.txt" | head -30 | tee -a "$LOG"
@@ -143,6 +147,10 @@ if command -v cuobjdump >/dev/null 2>&1; then
   { command -v cu++filt >/dev/null && cu++filt < "$OUT/sass.raw" || cat "$OUT/sass.raw"; } |
     sed -e 's/dex::(anonymous namespace):://; s/(dex::ConvArgs,[^)]*)//' > "$OUT/sass.txt"
   rm -f "$OUT/sass.raw"
+  # The cubins inside (one H100 run listed no v3 / wgmma function above: is its sm_90a cubin there?).
+  { echo "## cuobjdump --list-elf dex_bench_cuda"; cuobjdump --list-elf "$CARRY/bin/dex_bench_cuda" 2>&1 | head -20
+    echo "## functions with HGMMA"; cuobjdump --dump-sass "$CARRY/bin/dex_bench_cuda" 2>/dev/null |
+      awk '/Function :/ { fn = $3 } /HGMMA/ { n[fn]++ } END { for (f in n) print n[f], f }' | head -20; } >> "$OUT/sass.txt"
   head -20 "$OUT/sass.txt" | tee -a "$LOG"
 else
   say "cuobjdump not found" | tee "$OUT/sass.txt"
