@@ -162,7 +162,7 @@ if [ "${SKIP_SANITIZER:-0}" != 1 ] && command -v compute-sanitizer >/dev/null 2>
 fi
 
 # ---- summary (last) -------------------------------------------------------------------------------------------------
-python3 bench/cuda/gpu_summary.py "$OUT/tests.log" "$OUT/sass.txt" "$OUT/torch.json" "$OUT"/bench*.json \
+DEX_GPU_NAME="$GPU" python3 bench/cuda/gpu_summary.py "$OUT/tests.log" "$OUT/sass.txt" "$OUT/torch.json" "$OUT"/bench*.json \
   > "$OUT/summary.md" 2>&1
 say "done; summary follows (also $OUT/summary.md; commit it as bench/results/$GPU-$(date +%Y-%m-%d).md)"
 cat "$OUT/summary.md"

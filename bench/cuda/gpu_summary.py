@@ -6,6 +6,7 @@ the gtest log and the SASS counts, and prints one table per patch: per conv laye
 f16 NDHWC and PyTorch (cudnn.benchmark) in microseconds, and best dex over cuDNN (< 1 means dex is faster).
 """
 import json
+import os
 import re
 import sys
 
@@ -69,14 +70,16 @@ def main():
         torch_info = "PyTorch %s, cuDNN %s" % (t.get("torch"), t.get("cudnn"))
     except Exception as e:
         torch_info = "PyTorch baseline missing (%s)" % e
-    print("## dex CUDA check: %s" % ctx.get("dex_device", "?"))
+    # The benchmark JSON names the device; without one (benchmarks skipped) gpu-check passes nvidia-smi's name.
+    print("## dex CUDA check: %s" % ctx.get("dex_device", os.environ.get("DEX_GPU_NAME", "?")))
     try:
         log = open(tests_log).read()
         m = re.findall(r"\[  PASSED  \] (\d+) test", log)
         f = re.findall(r"\[  FAILED  \] (\d+) test", log)
         s = re.findall(r"\[  SKIPPED \] (\d+) test", log)
-        print("tests: %s passed, %s failed, %s skipped" % (m[-1] if m else "?", f[-1] if f else "0",
-                                                            s[-1] if s else "0"))
+        # One summary line per test binary (dex_tests_cuda, then the dex_tests_infer GPU rows): add them up.
+        print("tests: %s passed, %d failed, %d skipped (%d binaries)" % (sum(map(int, m)) if m else "?",
+                                                                        sum(map(int, f)), sum(map(int, s)), len(m)))
         for line in log.splitlines():
             if line.startswith("[  FAILED  ]") and "listed below" not in line:
                 print("  " + line)
