@@ -122,7 +122,7 @@ bench() {  # bench <json> <timeout> <filter>
 }
 if [ "${SKIP_BENCH:-0}" = 1 ]; then say "5/8, 6/8 conv benchmarks skipped (SKIP_BENCH=1)"
 elif stage 70 "5/8 fprop benchmarks: v2 / wgmma vs cuDNN / cuBLAS"; then
-  bench "$OUT/bench.json" "$T" "${BENCH_FILTER:-^conv3d_fprop/(f16_v2|f16_wgmma|cudnn_f16|cublas_f16)/128/}"
+  bench "$OUT/bench.json" "$T" "${BENCH_FILTER:-^conv3d_fprop/(f16_v2|f16_wgmma|cudnn_f16|cublas_f16|f32_tiled|f32_v1)/128/}"
 fi
 if [ "${SKIP_BENCH:-0}" != 1 ] && stage 45 "6/8 benchmarks B: dgrad, wgrad, transposed, 16-bit ops"; then
   bench "$OUT/bench2.json" "$T" '^(conv3d_dgrad|conv3d_wgrad|conv_transpose3d)/[^/]*/128/|^ops16'

@@ -60,6 +60,26 @@ void bm_fprop(benchmark::State& state, Conv3dParams p, DType t, ConvVariant v) {
   }
 }
 
+// fp32 fprop: v1 (direct, what the fp32 paths run today) or the tiled kernel (conv3d_f32_tiled.cu, not yet routed).
+void bm_fprop_f32(benchmark::State& state, Conv3dParams p, bool tiled) {
+  if (skip_without_device(state)) return;
+  try {
+    DeviceBuffer<float> x(size_t(p.in_elems())), w(size_t(p.weight_elems())), y(size_t(p.out_elems()));
+    fill_random(x.data(), p.in_elems(), 0, kSeed, nullptr);
+    fill_random(w.data(), p.weight_elems(), 0, kSeed + 1, nullptr);
+    DEX_CUDA_CHECK(cudaDeviceSynchronize());
+    time_loop(
+        state,
+        [&](cudaStream_t s) {
+          if (tiled) conv3d_fprop_f32_tiled_cuda(p, x.data(), w.data(), y.data(), s);
+          else conv3d_fprop_cuda(p, x.data(), w.data(), y.data(), nullptr, s);
+        },
+        p.flops(), p.bytes(4));
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+  }
+}
+
 void bm_dgrad(benchmark::State& state, Conv3dParams p, DType t, ConvVariant v) {
   if (skip_without_device(state)) return;
   try {
@@ -386,6 +406,9 @@ int register_all() {
       }
       const Conv3dParams p = l.conv;
       reg("conv3d_fprop/f16_v1" + tail, [p](benchmark::State& s) { bm_fprop(s, p, DType::F16, ConvVariant::Direct); });
+      reg("conv3d_fprop/f32_v1" + tail, [p](benchmark::State& s) { bm_fprop_f32(s, p, false); });
+      if (conv3d_fprop_f32_tiled_supports(p))
+        reg("conv3d_fprop/f32_tiled" + tail, [p](benchmark::State& s) { bm_fprop_f32(s, p, true); });
       if (conv3d_fprop_cuda_supports(p, DType::F16, ConvVariant::Mma)) {
         reg("conv3d_fprop/f16_v2" + tail, [p](benchmark::State& s) { bm_fprop(s, p, DType::F16, ConvVariant::Mma); });
         reg("conv3d_fprop/bf16_v2" + tail, [p](benchmark::State& s) { bm_fprop(s, p, DType::BF16, ConvVariant::Mma); });
