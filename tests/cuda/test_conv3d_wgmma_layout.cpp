@@ -21,6 +21,7 @@
 
 #include "kernels/conv3d.h"
 #include "kernels/cuda/conv3d_wgmma_layout.h"
+#include "tests/cuda/conv_case.h"
 #include "tests/testing.h"
 
 namespace dex {
@@ -426,21 +427,7 @@ std::vector<float> emulate_v3(const Conv3dParams& p, const std::vector<float>& x
   return y;
 }
 
-Conv3dParams shape(int N, int C, int K, int D, int H, int W, int k, int s0, int s1, int s2, int dil = 1) {
-  Conv3dParams p;
-  p.N = N; p.C = C; p.K = K; p.D = D; p.H = H; p.W = W;
-  p.KD = p.KH = p.KW = k;
-  p.stride[0] = s0; p.stride[1] = s1; p.stride[2] = s2;
-  const int pad = k == 3 ? dil : 0;
-  p.pad[0] = p.pad[1] = p.pad[2] = pad;
-  p.dil[0] = p.dil[1] = p.dil[2] = dil;
-  return p;
-}
-
-struct EmuCase {
-  const char* name;
-  Conv3dParams p;
-};
+using EmuCase = NamedConv;
 
 class WgmmaEmulation : public ::testing::TestWithParam<EmuCase> {};
 

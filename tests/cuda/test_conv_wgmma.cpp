@@ -25,6 +25,7 @@
 #include "kernels/cuda/cuda_runtime.h"
 #include "kernels/cuda/ops_cuda.h"
 #include "kernels/half.h"
+#include "tests/cuda/conv_case.h"
 #include "tests/testing.h"
 
 namespace dex {
@@ -72,25 +73,11 @@ std::vector<uint16_t> run(Impl impl, const Conv3dParams& p, DType t, const std::
   return std::vector<uint16_t>(host.begin() + kGuard, host.end() - kGuard);
 }
 
-struct Case {
-  const char* name;
-  Conv3dParams p;
-};
+using Case = NamedConv;
 struct Row {
   Case c;
   DType t;
 };
-
-Conv3dParams shape(int N, int C, int K, int D, int H, int W, int k, int s0, int s1, int s2, int dil = 1) {
-  Conv3dParams p;
-  p.N = N; p.C = C; p.K = K; p.D = D; p.H = H; p.W = W;
-  p.KD = p.KH = p.KW = k;
-  p.stride[0] = s0; p.stride[1] = s1; p.stride[2] = s2;
-  const int pad = k == 3 ? dil : 0;
-  p.pad[0] = p.pad[1] = p.pad[2] = pad;
-  p.dil[0] = p.dil[1] = p.dil[2] = dil;
-  return p;
-}
 
 const std::vector<Case>& cases() {
   static const std::vector<Case> v = {
