@@ -516,7 +516,6 @@ __global__ void head_kernel(int64_t voxels, int64_t S, Src x, int K, const float
 }
 
 // ==== host side ====================================================================================================
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 unsigned blocks_for(int64_t n, int block) {
   const int64_t g = (n + block - 1) / block;

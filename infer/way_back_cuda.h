@@ -21,13 +21,7 @@
 #include <cstdint>
 
 #include "data/clicks.h"
-#include "kernels/common.h"
-
-#if defined(__CUDACC__)
-#define DEX_HD __host__ __device__
-#else
-#define DEX_HD
-#endif
+#include "kernels/common.h"  // DEX_HD
 
 namespace dex {
 

@@ -555,16 +555,6 @@ __global__ void conv3d_wgrad_reduce_kernel(int64_t W, int splits, int N, int tap
 }
 
 // ==== host side ============================================================================================
-St storage(DType t) {
-  switch (t) {
-    case DType::F32: return St::F32;
-    case DType::F16: return St::F16;
-    case DType::BF16: return St::BF16;
-    default: throw Error(str("conv3d (CUDA): unsupported storage dtype ", dtype_name(t), " (f32, f16 or bf16)"));
-  }
-}
-
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 bool v2_supports(const Conv3dParams& p, DType dtype, std::string* why) {
   auto no = [&](const std::string& s) {

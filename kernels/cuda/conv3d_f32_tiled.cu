@@ -29,7 +29,6 @@ namespace dex {
 namespace {
 
 constexpr int kTM = 64;  // rows per block
-bool aligned16(const void* q) { return (reinterpret_cast<uintptr_t>(q) & 15u) == 0; }
 constexpr int kTK = 16;  // channels per reduction step
 
 template <int BN>

@@ -386,7 +386,6 @@ __global__ void __launch_bounds__(kThreads, 1)
 }
 
 // ---- host side -------------------------------------------------------------------------------------------------------
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 // The > 48 KB dynamic shared-memory opt-in, once per instantiation and device (a synchronous host call: kept out of
 // the per-launch path so that small layers' timings do not include it).

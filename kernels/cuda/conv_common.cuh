@@ -20,8 +20,19 @@ inline bool wgmma_is_fprop_only(std::string* why) {
   return false;
 }
 
+// 16-byte alignment, which the vectorised / cp.async loads of the mma and tiled kernels need.
+inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
 // Storage type of activations/weights in a kernel instantiation; accumulation is always fp32.
 enum class St { F32, F16, BF16 };
+inline St storage(DType t) {
+  switch (t) {
+    case DType::F32: return St::F32;
+    case DType::F16: return St::F16;
+    case DType::BF16: return St::BF16;
+    default: throw Error(str("conv3d (CUDA): unsupported storage dtype ", dtype_name(t), " (f32, f16 or bf16)"));
+  }
+}
 
 template <St S>
 __device__ __forceinline__ float ld_st(const void* p, int64_t i) {

@@ -200,8 +200,6 @@ void conv_transpose3d_fprop_cuda(const ConvTranspose3dParams& p, DType dtype, co
 }
 
 namespace {
-St storage_of(DType t) { return t == DType::F32 ? St::F32 : t == DType::F16 ? St::F16 : St::BF16; }
-bool aligned16(const void* q) { return (reinterpret_cast<uintptr_t>(q) & 15u) == 0; }
 bool dtype_ok(DType t, std::string* why) {
   if (t == DType::F32 || t == DType::F16 || t == DType::BF16) return true;
   if (why) *why = str("unsupported storage dtype ", dtype_name(t));
@@ -281,7 +279,7 @@ void conv_transpose3d_dgrad_cuda(const ConvTranspose3dParams& p, DType dtype, co
     conv_transpose3d_dgrad_v2_launch(p, dtype, dy, w, dx, acc, workspace, stream);
     return;
   }
-  launch_dgrad_v1(p, storage_of(dtype), dy, w, dx, acc, stream);
+  launch_dgrad_v1(p, storage(dtype), dy, w, dx, acc, stream);
 }
 
 void conv_transpose3d_wgrad_cuda(const ConvTranspose3dParams& p, DType dtype, const void* x, const void* dy, float* dw,
@@ -296,7 +294,7 @@ void conv_transpose3d_wgrad_cuda(const ConvTranspose3dParams& p, DType dtype, co
     conv_transpose3d_wgrad_v2_launch(p, dtype, x, dy, dw, acc, workspace, stream);
     return;
   }
-  launch_wgrad_v1(p, storage_of(dtype), x, dy, dw, acc, stream);
+  launch_wgrad_v1(p, storage(dtype), x, dy, dw, acc, stream);
 }
 
 }  // namespace dex
