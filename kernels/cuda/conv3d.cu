@@ -24,8 +24,6 @@
 // Index math: every voxel offset is formed in 64 bits from per-row bases (KERNELS.md §2, "Index width").
 #include <cuda_runtime.h>
 
-#include <map>
-#include <mutex>
 #include <type_traits>
 
 #include "kernels/cuda/conv3d_v2_layout.h"
@@ -793,19 +791,11 @@ bool conv3d_fprop_best_is_wgmma(const Conv3dParams& p, DType dtype) {
 }
 
 namespace {
-// The v3 kernel exists only as sm_90a code: Best takes it on compute capability 9.0 alone (cached per device).
+// The v3 kernel exists only as sm_90a code: Best takes it on compute capability 9.0 alone.
 bool current_device_is_sm90() {
-  static std::mutex mu;
-  static std::map<int, bool> known;
   int dev = 0;
   DEX_CUDA_CHECK(cudaGetDevice(&dev));
-  std::lock_guard<std::mutex> lock(mu);
-  auto it = known.find(dev);
-  if (it != known.end()) return it->second;
-  int major = 0, minor = 0;
-  DEX_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-  DEX_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
-  return known[dev] = (major == 9 && minor == 0);
+  return device_compute_capability(dev) == 90;
 }
 }  // namespace
 

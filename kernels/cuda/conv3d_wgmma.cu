@@ -447,12 +447,11 @@ void conv3d_fprop_wgmma(const Conv3dParams& p, DType dtype, const void* x, const
   std::string why;
   DEX_CHECK(conv3d_fprop_wgmma_supports(p, dtype, &why), "conv3d_fprop_wgmma: ", why);
   DEX_CHECK(aligned16(x) && aligned16(w) && aligned16(y), "conv3d_fprop_wgmma: x, w and y must be 16-byte aligned");
-  int dev = 0, major = 0, minor = 0;
+  int dev = 0;
   DEX_CUDA_CHECK(cudaGetDevice(&dev));
-  DEX_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-  DEX_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
-  DEX_CHECK(major == 9 && minor == 0, "conv3d_fprop_wgmma: needs an sm_90 device (H100 / H200; the kernel is built ",
-            "for sm_90a), device ", dev, " is sm_", major, minor);
+  const int cc = device_compute_capability(dev);
+  DEX_CHECK(cc == 90, "conv3d_fprop_wgmma: needs an sm_90 device (H100 / H200; the kernel is built for sm_90a), "
+            "device ", dev, " is sm_", cc);
   const wg::Geom g = conv_geom<wg::Geom>(p);
   if (dtype == DType::BF16) launch_bk<true>(g, p.out_voxels(), x, w, y, dev, stream);
   else launch_bk<false>(g, p.out_voxels(), x, w, y, dev, stream);

@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <mutex>
 
 namespace dex {
 namespace detail {
@@ -78,6 +80,18 @@ int cuda_device_count(std::string* why_not) {
   }
   if (n == 0 && why_not) *why_not = "no CUDA device found (cudaGetDeviceCount returned 0)";
   return n;
+}
+
+int device_compute_capability(int device) {
+  static std::mutex mu;
+  static std::map<int, int> known;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = known.find(device);
+  if (it != known.end()) return it->second;
+  int major = 0, minor = 0;
+  DEX_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  DEX_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  return known[device] = major * 10 + minor;
 }
 
 std::string cuda_device_summary(int device) {

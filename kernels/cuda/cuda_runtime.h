@@ -32,6 +32,8 @@ BlockAllocator& cuda_allocator();
 
 // Number of CUDA devices (0 when there is no driver or device); `why_not` receives the reason when 0.
 int cuda_device_count(std::string* why_not = nullptr);
+// Compute capability of `device` as major * 10 + minor (90 on an H100 / H200), queried once per device.
+int device_compute_capability(int device);
 // "NVIDIA H100 80GB HBM3, sm_90, 132 SMs, 50 MiB L2, driver 13.0, runtime 13.0" for logs and benchmark context.
 std::string cuda_device_summary(int device = 0);
 
