@@ -3,8 +3,13 @@
 // as the unfused path stores it (normalised + LeakyReLU, rounded to fp16), concatenate, pad with zeros, convolve in
 // double, round the outputs to fp16, and take their instance-norm statistics in double.
 #pragma once
+#include <gtest/gtest.h>
+
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <string>
 #include <vector>
 
 #include "infer/plan_conv_fused.h"
@@ -125,6 +130,45 @@ inline std::vector<double> round_all_f16(const std::vector<double>& v) {
   std::vector<double> r(v.size());
   for (size_t i = 0; i < v.size(); ++i) r[i] = round_f16(float(v[i]));
   return r;
+}
+
+// Unit roundoffs of the tolerances (STYLE.md §2).
+constexpr double kU32 = 5.96e-8, kU16 = 4.88e-4;
+
+// Outputs: fp16 rounding of sums that differ only in order (fp32 fma vs double): rtol = 2 u16 + sqrt(K) u32,
+// atol = rtol rms(ref). Prints the worst element's share of the tolerance.
+inline void expect_outputs_close(const std::vector<double>& ref, const std::vector<float>& got, int64_t K_red,
+                                 const std::string& what) {
+  ASSERT_EQ(ref.size(), got.size()) << what;
+  double rms = 0;
+  for (double r : ref) rms += r * r;
+  rms = std::sqrt(rms / double(ref.size()));
+  const double rtol = 2 * kU16 + std::sqrt(double(K_red)) * kU32;
+  double worst = 0;
+  size_t wi = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const double ratio = std::abs(got[i] - ref[i]) / (rtol * rms + rtol * std::abs(ref[i]));
+    if (!(ratio <= worst)) {
+      worst = ratio;
+      wi = i;
+    }
+  }
+  std::printf("[ %-34s] worst output at %.0f%% of the tolerance\n", what.c_str(), 100 * worst);
+  EXPECT_LE(worst, 1.0) << what << " element " << wi << ": ref " << ref[wi] << " got " << got[wi];
+}
+
+// Statistics against double statistics of the kernel's own stored output: fp32 tile sums of <= 128 values, mean
+// within 4 x 128 u32 max|y|, rstd within 4 x 128 u32 (values O(1), the tiles' mean offsets negligible).
+inline void expect_stats_of(const std::vector<float>& y, int N, int K, float eps, const std::vector<float>& mean,
+                            const std::vector<float>& rstd, const std::string& what) {
+  std::vector<double> m, r;
+  ref_stats(std::vector<double>(y.begin(), y.end()), N, K, eps, &m, &r);
+  double maxy = 0;
+  for (float v : y) maxy = std::max(maxy, double(std::abs(v)));
+  for (size_t i = 0; i < m.size(); ++i) {
+    EXPECT_NEAR(mean[i], m[i], 4 * 128 * kU32 * maxy + 1e-30) << what << " mean " << i;
+    EXPECT_NEAR(rstd[i] / r[i], 1.0, 4 * 128 * kU32) << what << " rstd " << i;
+  }
 }
 
 }  // namespace dex::testing

@@ -31,7 +31,6 @@ using namespace dex::testing;
 
 namespace {
 
-constexpr double kU32 = 5.96e-8, kU16 = 4.88e-4;
 constexpr uint16_t kNanBits = 0x7e01;  // an fp16 NaN pattern for guard bands and poison
 constexpr size_t kGuard = 256;         // guard elements on each side of an output
 
@@ -143,40 +142,6 @@ struct DevOperand {
     }
   }
 };
-
-// rtol = 2 u16 + sqrt(K) u32, atol = rtol rms(ref) (STYLE.md §2): fp16 rounding of sums differing only in order.
-void expect_outputs_close(const std::vector<double>& ref, const std::vector<float>& got, int64_t K_red,
-                          const std::string& what) {
-  ASSERT_EQ(ref.size(), got.size()) << what;
-  double rms = 0;
-  for (double r : ref) rms += r * r;
-  rms = std::sqrt(rms / double(ref.size()));
-  const double rtol = 2 * kU16 + std::sqrt(double(K_red)) * kU32;
-  double worst = 0;
-  size_t wi = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    const double ratio = std::abs(got[i] - ref[i]) / (rtol * rms + rtol * std::abs(ref[i]));
-    if (!(ratio <= worst)) {
-      worst = ratio;
-      wi = i;
-    }
-  }
-  std::printf("[ %-34s] worst output at %.0f%% of the tolerance\n", what.c_str(), 100 * worst);
-  EXPECT_LE(worst, 1.0) << what << " element " << wi << ": ref " << ref[wi] << " got " << got[wi];
-}
-
-// Statistics against double statistics of the kernel's own stored output: fp32 tile sums of <= 128 values.
-void expect_stats_of(const std::vector<float>& y, int N, int K, float eps, const std::vector<float>& mean,
-                     const std::vector<float>& rstd, const std::string& what) {
-  std::vector<double> m, r;
-  ref_stats(std::vector<double>(y.begin(), y.end()), N, K, eps, &m, &r);
-  double maxy = 0;
-  for (float v : y) maxy = std::max(maxy, double(std::abs(v)));
-  for (size_t i = 0; i < m.size(); ++i) {
-    EXPECT_NEAR(mean[i], m[i], 4 * 128 * kU32 * maxy + 1e-30) << what << " mean " << i;
-    EXPECT_NEAR(rstd[i] / r[i], 1.0, 4 * 128 * kU32) << what << " rstd " << i;
-  }
-}
 
 struct KernelCase {
   std::string name;

@@ -21,12 +21,6 @@
 using namespace dex;
 using namespace dex::testing;
 
-namespace {
-
-constexpr double kU32 = 5.96e-8, kU16 = 4.88e-4;
-
-}  // namespace
-
 TEST(FusedLayout, CentreTapIsTheProjectionsRead) {
   // 3x3x3 pad-1 conv1 and 1x1 pad-0 projection with the same stride: for every output voxel the centre tap reads
   // the input voxel o*s, inside the volume.
@@ -262,40 +256,6 @@ EmuResult emulate_fused(const Conv3dParams& p, const RefOperand* ops, int num_in
   return e;
 }
 
-// Outputs: fp16 rounding of sums that differ only in order (fp32 fma vs double): rtol = 2 u16 + sqrt(K) u32,
-// atol = rtol rms(ref) (STYLE.md §2). Statistics of the emulation's own stored outputs, recomputed in double:
-// fp32 tile sums of <= 128 values, mean within 4 x 128 u32 max|y|, rstd within 4 x 128 u32 (values O(1), the tiles'
-// mean offsets negligible).
-void expect_outputs_close(const std::vector<double>& ref, const std::vector<float>& got, int64_t K_red, const char* what) {
-  ASSERT_EQ(ref.size(), got.size());
-  double rms = 0;
-  for (double r : ref) rms += r * r;
-  rms = std::sqrt(rms / double(ref.size()));
-  const double rtol = 2 * kU16 + std::sqrt(double(K_red)) * kU32;
-  double worst = 0;
-  size_t wi = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    const double ratio = std::abs(got[i] - ref[i]) / (rtol * rms + rtol * std::abs(ref[i]));
-    if (!(ratio <= worst)) {
-      worst = ratio;
-      wi = i;
-    }
-  }
-  std::printf("[ %-22s] worst output at %.0f%% of the tolerance\n", what, 100 * worst);
-  EXPECT_LE(worst, 1.0) << what << " element " << wi << ": ref " << ref[wi] << " got " << got[wi];
-}
-
-void expect_stats_of(const std::vector<float>& y, int N, int K, float eps, const std::vector<float>& mean,
-                     const std::vector<float>& rstd, const char* what) {
-  std::vector<double> m, r;
-  ref_stats(std::vector<double>(y.begin(), y.end()), N, K, eps, &m, &r);
-  double maxy = 0;
-  for (float v : y) maxy = std::max(maxy, double(std::abs(v)));
-  for (size_t i = 0; i < m.size(); ++i) {
-    EXPECT_NEAR(mean[i], m[i], 4 * 128 * kU32 * maxy + 1e-30) << what << " mean " << i;
-    EXPECT_NEAR(rstd[i] / r[i], 1.0, 4 * 128 * kU32) << what << " rstd " << i;
-  }
-}
 
 struct FusedCase {
   const char* name;
