@@ -199,5 +199,14 @@ inline std::string param_name(std::string s) {
   return s;
 }
 
+// The body of each table's GPU test: the row on the CUDA backend against its CPU reference, the exactness pass first
+// where the row has one; skips, saying why, without a device.
+inline void run_cuda_row(const OpCase& c) {
+  std::string why;
+  if (!backend_available(Device::CUDA, &why)) GTEST_SKIP() << "CUDA backend not available: " << why;
+  if (c.exact_pass) run_pass(backend(Device::CUDA), c, true);
+  run_pass(backend(Device::CUDA), c, false);
+}
+
 }  // namespace op_table
 }  // namespace dex

@@ -489,11 +489,7 @@ const std::vector<OpCase>& table() {
 class BackendOps : public ::testing::TestWithParam<size_t> {};
 
 TEST_P(BackendOps, MatchesCpuReference) {
-  std::string why;
-  if (!backend_available(Device::CUDA, &why)) GTEST_SKIP() << "CUDA backend not available: " << why;
-  const OpCase& c = table()[GetParam()];
-  if (c.exact_pass) run_pass(backend(Device::CUDA), c, true);
-  run_pass(backend(Device::CUDA), c, false);
+  run_cuda_row(table()[GetParam()]);
 }
 
 std::string row_name(const ::testing::TestParamInfo<size_t>& info) {

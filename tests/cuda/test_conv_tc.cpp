@@ -210,11 +210,7 @@ const std::vector<OpCase>& table() {
 class ConvTc : public ::testing::TestWithParam<size_t> {};
 
 TEST_P(ConvTc, MatchesCpuReference) {
-  std::string why;
-  if (!backend_available(Device::CUDA, &why)) GTEST_SKIP() << "CUDA backend not available: " << why;
-  const OpCase& c = table()[GetParam()];
-  if (c.exact_pass) run_pass(backend(Device::CUDA), c, true);
-  run_pass(backend(Device::CUDA), c, false);
+  run_cuda_row(table()[GetParam()]);
 }
 
 INSTANTIATE_TEST_SUITE_P(Table, ConvTc, ::testing::Range<size_t>(0, table().size()),

@@ -251,11 +251,7 @@ const std::vector<OpCase>& table() {
 class ReduceSplitRows : public ::testing::TestWithParam<size_t> {};
 
 TEST_P(ReduceSplitRows, MatchesCpuReference) {
-  std::string why;
-  if (!backend_available(Device::CUDA, &why)) GTEST_SKIP() << "CUDA backend not available: " << why;
-  const OpCase& c = table()[GetParam()];
-  if (c.exact_pass) run_pass(backend(Device::CUDA), c, true);
-  run_pass(backend(Device::CUDA), c, false);
+  run_cuda_row(table()[GetParam()]);
 }
 
 INSTANTIATE_TEST_SUITE_P(Split, ReduceSplitRows, ::testing::Range<size_t>(0, table().size()),
