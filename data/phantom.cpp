@@ -110,6 +110,14 @@ PhantomOrientation parse_phantom_orientation(const std::string& s) {
   throw InputError("unknown phantom orientation '" + s + "' (expected mixed, lps, ras, als or spl)");
 }
 
+const char* phantom_view_name(PhantomView v) { return v == PhantomView::Spleen ? "spleen" : "abdomen"; }
+
+PhantomView parse_phantom_view(const std::string& s) {
+  if (s == "abdomen") return PhantomView::Abdomen;
+  if (s == "spleen") return PhantomView::Spleen;
+  throw InputError("unknown phantom view '" + s + "' (expected abdomen or spleen)");
+}
+
 Orientation phantom_storage(PhantomOrientation o) {
   Orientation s;
   switch (o) {
@@ -221,6 +229,24 @@ Phantom make_phantom(uint64_t seed, int64_t index, const PhantomOptions& opt) {
     gb.center = {bx + ac * uniform(rng, -0.6, 0.6), by + bc * uniform(rng, -0.05, 0.7), zf(uniform(rng, 0.0, 0.8))};
     gb.semi = {uniform(rng, 6, 20), uniform(rng, 6, 16), uniform(rng, 6, 20)};
     gb.rot = rotation_zyx(uniform(rng, 0, kPi), 0, 0);
+  }
+
+  // ---- spleen view: a box around the spleen replaces the abdominal grid (drawn last: Abdomen is unchanged) -------
+  if (opt.view == PhantomView::Spleen) {
+    // World half-extent of the spleen per axis: the rotated ellipsoid's, grown by its waves, plus the crescent shift.
+    const double grow = 1 + spleen.wave_amp[0] + spleen.wave_amp[1] + spleen.wave_amp[2];
+    for (int w = 0; w < 3; ++w) {
+      double e2 = 0;
+      for (int a2 = 0; a2 < 3; ++a2) e2 += (spleen.rot[w][a2] * spleen.semi[a2]) * (spleen.rot[w][a2] * spleen.semi[a2]);
+      const double half_ext = std::sqrt(e2) * grow + std::fabs(spleen.rot[w][2]) * spleen.bend * spleen.semi[2];
+      const double half = std::max(uniform(rng, 60, 75), half_ext + 10);
+      const double slack = std::max(0.0, std::min(12.0, half - half_ext - 8));
+      const double c = spleen.center[w] + uniform(rng, -slack, slack);
+      g.n[w] = opt.size == PhantomSize::Small ? 48 + static_cast<int64_t>(rng.below(17))
+                                               : 192 + static_cast<int64_t>(rng.below(65));
+      g.spacing[w] = 2 * half / static_cast<double>(g.n[w] - 1);
+      g.origin[w] = c - half;
+    }
   }
 
   // ---- paint on the canonical grid --------------------------------------------------------------------------
@@ -355,7 +381,8 @@ PhantomDatasetStats write_phantom_dataset(const std::string& dir, int64_t count,
                   phantom_orientation_name(p.orientation));
   }
   nlohmann::json js = {{"name", "Spleen"},
-                       {"description", "dex synthetic abdominal CT phantoms (seed " + std::to_string(seed) + ")"},
+                       {"description", std::string("dex synthetic abdominal CT phantoms (seed ") + std::to_string(seed) +
+                                          ", view " + phantom_view_name(opt.view) + ")"},
                        {"tensorImageSize", "3D"},
                        {"modality", {{"0", "CT"}}},
                        {"labels", {{"0", "background"}, {"1", "spleen"}}},

@@ -15,11 +15,15 @@
 namespace {
 
 const char* kUsage =
-    "usage: dex-phantom --out DIR --count N --seed S [--size small|full] [--test-count T]\n"
-    "                   [--orientation mixed|lps|ras|als|spl] [--cache-rate R] [--workers W] [--quiet]\n"
+    "usage: dex-phantom --out DIR --count N --seed S [--size small|full] [--view abdomen|spleen]\n"
+    "                   [--test-count T] [--orientation mixed|lps|ras|als|spl] [--cache-rate R] [--workers W]\n"
+    "                   [--quiet]\n"
     "  Writes N training pairs (imagesTr/spleen_<i>.nii.gz int16 HU, labelsTr/spleen_<i>.nii.gz uint8, 1 = spleen),\n"
     "  T test images (imagesTs/) and dataset.json into DIR (created if missing; its parent must exist).\n"
     "  --size small: 64-96 voxels per axis (tests, CPU demo); full: 512 x 512 x 80-160 like MSD.\n"
+    "  --view abdomen (default): the whole abdominal cross-section, as in an MSD scan; spleen: a 120-150 mm box\n"
+    "    around the spleen (a left-upper-quadrant crop; 48-64 voxels per axis small, 192-256 full), so the spleen\n"
+    "    keeps ~1000-3000 voxels on a 32^3 network grid (the convergence test of the small configuration).\n"
     "  --orientation: storage of the arrays; mixed (default) cycles lps, ras, als, spl (als/spl permute axes).\n"
     "  --cache-rate R: afterwards, load the training set into dex's case cache (read, normalise labels, orient RAS,\n"
     "    window; W threads) at cache rate R and report the bytes cached and the process's resident memory.\n";
@@ -84,7 +88,8 @@ int main(int argc, char** argv) {
         if (v == "small") opt.size = dex::PhantomSize::Small;
         else if (v == "full") opt.size = dex::PhantomSize::Full;
         else throw dex::InputError("--size expects small or full, got '" + v + "'");
-      } else if (a == "--orientation") opt.orientation = dex::parse_phantom_orientation(v);
+      } else if (a == "--view") opt.view = dex::parse_phantom_view(v);
+      else if (a == "--orientation") opt.orientation = dex::parse_phantom_orientation(v);
       else throw dex::InputError("unknown option " + a);
     }
     if (out.empty() || count < 0 || !have_seed) throw dex::InputError("--out, --count and --seed are required");

@@ -149,6 +149,57 @@ TEST(Phantom, OrientationVariantsReadBackConsistently) {
   rmdir(dir.c_str());
 }
 
+// The spleen view is the same anatomy on a box around the spleen: the spleen has the same world position and volume
+// as in the abdominal view, never touches any face of the box, and fills ~5% of it instead of ~0.3%.
+TEST(Phantom, SpleenViewIsABoxAroundTheSameSpleen) {
+  PhantomOptions abdomen, spleen;
+  abdomen.orientation = spleen.orientation = PhantomOrientation::RAS;
+  spleen.view = PhantomView::Spleen;
+  for (int64_t index = 0; index < 6; ++index) {
+    const Phantom a = make_phantom(11, index, abdomen), p = make_phantom(11, index, spleen);
+    EXPECT_EQ(a.spleen_center, p.spleen_center) << "case " << index;
+    ASSERT_EQ(p.ct.shape, p.label.shape);
+    for (int ax = 0; ax < 3; ++ax) {
+      EXPECT_GE(p.ct.shape[ax], 48);
+      EXPECT_LE(p.ct.shape[ax], 64);
+    }
+    const LabelStats sa = label_stats(a.ct, a.label, &a), sp = label_stats(p.ct, p.label, &p);
+    const double fraction_a = double(sa.count) / double(a.label.size());
+    const double fraction_p = double(sp.count) / double(p.label.size());
+    EXPECT_LT(fraction_a, 0.01) << "case " << index;
+    EXPECT_GT(fraction_p, 0.025) << "case " << index;
+    EXPECT_LT(fraction_p, 0.12) << "case " << index;
+    const auto voxel_mm3 = [](const Volume& v) {
+      return std::fabs(v.affine[0][0] * v.affine[1][1] * v.affine[2][2]);  // RAS storage: diagonal affine
+    };
+    EXPECT_NEAR(sp.count * voxel_mm3(p.ct) / (sa.count * voxel_mm3(a.ct)), 1.0, 0.1) << "case " << index;
+    for (int ax = 0; ax < 3; ++ax)
+      EXPECT_NEAR(sp.centroid[ax], sa.centroid[ax], 3.0) << "case " << index << " axis " << ax;
+    EXPECT_EQ(sp.outside_body, 0) << "case " << index;
+    EXPECT_NEAR(sp.mean_hu, 45, 8) << "case " << index;
+    int64_t on_faces = 0;
+    for (int64_t i = 0; i < p.label.shape[0]; ++i)
+      for (int64_t j = 0; j < p.label.shape[1]; ++j)
+        for (int64_t k = 0; k < p.label.shape[2]; ++k) {
+          const bool face = i == 0 || j == 0 || k == 0 || i == p.label.shape[0] - 1 || j == p.label.shape[1] - 1 ||
+                            k == p.label.shape[2] - 1;
+          on_faces += face && p.label.at(i, j, k);
+        }
+    EXPECT_EQ(on_faces, 0) << "case " << index << ": the box cuts the spleen";
+    // Its neighbours are in the box too: fat, soft tissue other than the spleen, and air or gas.
+    int64_t fat = 0, soft_not_spleen = 0;
+    for (int64_t v = 0; v < p.ct.size(); ++v) {
+      fat += p.ct.data[v] > -160 && p.ct.data[v] < -40;
+      soft_not_spleen += p.ct.data[v] > 20 && p.ct.data[v] < 90 && !p.label.data[v];
+    }
+    EXPECT_GT(fat, p.ct.size() / 20) << "case " << index;
+    EXPECT_GT(soft_not_spleen, p.ct.size() / 20) << "case " << index;
+  }
+  EXPECT_EQ(parse_phantom_view("spleen"), PhantomView::Spleen);
+  EXPECT_EQ(parse_phantom_view("abdomen"), PhantomView::Abdomen);
+  EXPECT_THROW(parse_phantom_view("liver"), InputError);
+}
+
 TEST(Phantom, BadOptionsAreInputErrors) {
   EXPECT_THROW(parse_phantom_orientation("sideways"), InputError);
   EXPECT_EQ(parse_phantom_orientation("als"), PhantomOrientation::PermutedALS);

