@@ -69,6 +69,7 @@ nlohmann::json EpochRecord::to_json() const {
                       {"lr", lr},                 {"best", best}};
   j["data_s"] = data_s;
   j["clicks_s"] = clicks_s;
+  j["click_forward_s"] = click_forward_s;
   j["step_s"] = step_s;
   j["val_s"] = val_s;
   if (validated) {
@@ -92,6 +93,7 @@ EpochRecord EpochRecord::from_json(const nlohmann::json& j) {
   r.lr = get_num(j, "lr");
   r.data_s = j.value("data_s", 0.0);  // absent in metrics.jsonl files written before these were recorded
   r.clicks_s = j.value("clicks_s", 0.0);
+  r.click_forward_s = j.value("click_forward_s", 0.0);
   r.step_s = j.value("step_s", 0.0);
   r.val_s = j.value("val_s", 0.0);
   r.best = j.value("best", false);

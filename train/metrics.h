@@ -34,6 +34,7 @@ struct EpochRecord {
   double samples_per_s = 0;   // training volumes per second (all ranks)
   double data_s = 0;          // rank 0's training time spent waiting for samples (made on a loader thread)
   double clicks_s = 0;        // ... in the click round (no-grad forward, discrepancy, new clicks, heatmaps)
+  double click_forward_s = 0; // ... of which in its no-grad forwards (upload, forward, download, argmax)
   double step_s = 0;          // ... in the train step (forward, backward, gradient all-reduce, optimiser)
   double val_s = 0;           // wall time of the validation
   double lr = 0;

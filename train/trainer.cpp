@@ -254,6 +254,8 @@ struct Sample {
   LabelVolume label;
   Guidance guidance;
   uint64_t id = 0;  // click-rng sample id
+  bool train = true;
+  int first_forward = 0;  // the first interaction round that runs a no-grad forward (max_interactions: none)
 };
 
 }  // namespace
@@ -342,7 +344,20 @@ void Trainer::resume(const std::string& path_in) {
 
 namespace {
 
-// Builds one sample on the network grid from a prepared (oriented, windowed) case.
+void set_heatmaps(Sample& s, const TrainConfig& c);
+
+// The draw that decides whether interaction round j of sample `id` runs (a no-grad forward and new clicks) or zeroes
+// the click channels: a pure function of the seed, the epoch, the sample and the round.
+bool interaction_round_runs(const TrainConfig& c, bool train, int64_t epoch, uint64_t id, int j) {
+  const double p = train ? c.deepgrow_probability_train : c.deepgrow_probability_val;
+  const uint64_t key = id * static_cast<uint64_t>(c.max_interactions) + static_cast<uint64_t>(j);
+  return rng_uniform_f64(c.seed, rng_stream(RngStream::Interaction, static_cast<uint64_t>(epoch)), key) < p;
+}
+
+// Builds one sample on the network grid from a prepared (oriented, windowed) case, with its click channels as the
+// click round's first no-grad forward will see them: the initial clicks' heatmaps where that forward is round 0 (or
+// there is no round), zeros where earlier rounds zero them (the rounds before the first forward need no weights, so
+// they are done here, on the loader thread, off the training step's critical path).
 Sample make_sample(const PreparedCase& pc, const TrainConfig& c, bool train, int64_t epoch, uint64_t index) {
   Volume image = pc.image;
   LabelVolume label = pc.label;
@@ -361,6 +376,11 @@ Sample make_sample(const PreparedCase& pc, const TrainConfig& c, bool train, int
   const int64_t n = img.size();
   s.input.assign(static_cast<size_t>(n * C), 0.f);
   for (int64_t v = 0; v < n; ++v) s.input[v * C] = img.data[v];
+  s.train = train;
+  s.first_forward = 0;
+  while (s.first_forward < c.max_interactions && !interaction_round_runs(c, train, epoch, s.id, s.first_forward))
+    ++s.first_forward;
+  if (s.first_forward == 0) set_heatmaps(s, c);  // else the click channels are zero, as the zeroing rounds leave them
   return s;
 }
 
@@ -382,7 +402,8 @@ void zero_heatmaps(Sample& s, const TrainConfig& c) {
 }  // namespace
 
 // No-grad forward of one sample: argmax prediction on the grid (the arena is reset before and after).
-static LabelVolume predict_grid(Trainer::Impl& m, const TrainConfig& c, const Sample& s) {
+static LabelVolume predict_grid(Trainer::Impl& m, const TrainConfig& c, const Sample& s, double* seconds = nullptr) {
+  const auto t0 = Clock::now();
   const Backend& be = backend(m.device);
   m.arena.reset();
   LabelVolume pred;
@@ -403,21 +424,21 @@ static LabelVolume predict_grid(Trainer::Impl& m, const TrainConfig& c, const Sa
     argmax_channels(logits.data(), y.voxels(), y.C(), pred.data.data());
   }
   m.arena.reset();
+  if (seconds) *seconds += seconds_since(t0);
   return pred;
 }
 
 // The bundle's Interaction (spec §8.2): per round, with probability p a no-grad forward, discrepancy, new clicks,
-// pruning and new heatmaps; otherwise the click channels are zeroed.
-static void interact(Trainer::Impl& m, const TrainConfig& c, Sample& s, double p, int64_t epoch) {
-  set_heatmaps(s, c);
+// pruning and new heatmaps; otherwise the click channels are zeroed. make_sample did the rounds before the first
+// forward (they only zero) and left the input that forward sees; this runs the rest. `forward_s` accumulates the time
+// of the no-grad forwards (upload, forward, download, argmax).
+static void interact(Trainer::Impl& m, const TrainConfig& c, Sample& s, int64_t epoch, double* forward_s) {
   Rng crng = click_rng(c.seed, static_cast<uint64_t>(epoch), s.id, 1);
-  for (int j = 0; j < c.max_interactions; ++j) {
-    const uint64_t key = s.id * static_cast<uint64_t>(c.max_interactions) + static_cast<uint64_t>(j);
-    const double u = rng_uniform_f64(c.seed, rng_stream(RngStream::Interaction, static_cast<uint64_t>(epoch)), key);
-    if (u < p) {
+  for (int j = s.first_forward; j < c.max_interactions; ++j) {
+    if (interaction_round_runs(c, s.train, epoch, s.id, j)) {
       // AddRandomGuidanceDeepEditd's probability 1 - j / max_interactions (always 1 in the first round).
       if (j > 0 && !(crng.uniform() < 1.0 - double(j) / c.max_interactions)) continue;
-      const LabelVolume pred = predict_grid(m, c, s);
+      const LabelVolume pred = predict_grid(m, c, s, forward_s);
       const auto disc = find_discrepancy_regions(s.label, pred, c.label_names);
       s.guidance = add_random_guidance(s.guidance, disc, s.label, c.label_names, crng);
       set_heatmaps(s, c);
@@ -441,7 +462,7 @@ ValidationResult Trainer::validate(int64_t epoch) {
   for (int64_t idx : order) {
     auto pc = m->val_cache->get(static_cast<size_t>(idx));
     Sample s = make_sample(*pc, m_cfg, false, epoch, static_cast<uint64_t>(idx));
-    interact(*m, m_cfg, s, m_cfg.deepgrow_probability_val, epoch);
+    interact(*m, m_cfg, s, epoch, nullptr);
     const LabelVolume pred = predict_grid(*m, m_cfg, s);
     const int64_t n = pred.size();
     const double ds = dice_score(pred.data.data(), s.label.data.data(), n, fg);
@@ -520,7 +541,7 @@ EpochRecord Trainer::run_epoch(int64_t epoch) {
     target.assign(static_cast<size_t>(N * nvox), 0);
     for (int64_t b = 0; b < N; ++b) {
       Sample& s = batch[static_cast<size_t>(b)];
-      interact(*m, c, s, c.deepgrow_probability_train, epoch);
+      interact(*m, c, s, epoch, &rec.click_forward_s);
       std::copy(s.input.begin(), s.input.end(), x.begin() + b * nvox * C);
       std::copy(s.label.data.begin(), s.label.data.end(), target.begin() + b * nvox);
     }
@@ -615,9 +636,10 @@ EpochRecord Trainer::run_epoch(int64_t epoch) {
                    rec.best ? ", saved" : "");
     std::fprintf(stderr, " | %.1f s, %.3f vol/s", rec.seconds, rec.samples_per_s);
     if (rec.steps > 0)  // where a step's time goes (rank 0): waiting for data, the click round, the train step
-      std::fprintf(stderr, " (per step: data wait %.0f ms, clicks %.0f ms, step %.0f ms; validation %.1f s)",
+      std::fprintf(stderr,
+                   " (per step: data wait %.0f ms, clicks %.0f ms (forwards %.0f ms), step %.0f ms; validation %.1f s)",
                    1e3 * rec.data_s / double(rec.steps), 1e3 * rec.clicks_s / double(rec.steps),
-                   1e3 * rec.step_s / double(rec.steps), rec.val_s);
+                   1e3 * rec.click_forward_s / double(rec.steps), 1e3 * rec.step_s / double(rec.steps), rec.val_s);
     std::fputc('\n', stderr);
     std::fflush(stderr);
   }
