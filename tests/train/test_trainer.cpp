@@ -254,6 +254,33 @@ TEST(Trainer, SameSeedIsBitwiseRepeatable) {
   EXPECT_FALSE(bitwise_equal(w[0], weights(t)));
 }
 
+// The per-step time split (epoch line, metrics.jsonl): the click round's no-grad forwards are counted only where a
+// round runs one: none at deepgrow probability 0 (every round only zeroes the click channels, done on the loader
+// thread), at least one per step at probability 1; they are part of the click round's time.
+TEST(Trainer, ClickForwardTimeCountsOnlyTheRoundsThatRunAForward) {
+  LocalCommunicator comm;
+  for (double p : {0.0, 1.0}) {
+    const std::string dir = fresh_dir("click_split_" + std::to_string(int(p)));
+    TrainConfig c = tiny_config(dir);
+    c.max_epochs = 1;
+    c.deepgrow_probability_train = p;
+    Trainer t(c, comm);
+    const auto rec = t.run();
+    ASSERT_EQ(rec.size(), 1u);
+    const EpochRecord& r = rec[0];
+    EXPECT_GT(r.steps, 0);
+    EXPECT_GE(r.data_s, 0);
+    EXPECT_GT(r.step_s, 0);
+    EXPECT_GE(r.clicks_s, r.click_forward_s) << "p " << p;
+    if (p == 0) EXPECT_EQ(r.click_forward_s, 0) << "no forward at probability 0";
+    else EXPECT_GT(r.click_forward_s, 0) << "a forward per step at probability 1";
+    const auto log = read_metrics_jsonl(dir + "/metrics.jsonl");
+    ASSERT_EQ(log.size(), 1u);
+    EXPECT_EQ(log[0].click_forward_s, r.click_forward_s);
+    EXPECT_EQ(log[0].clicks_s, r.clicks_s);
+  }
+}
+
 TEST(Trainer, ResumeEqualsUninterruptedRun) {
   LocalCommunicator comm;
   const std::string full_dir = fresh_dir("resume_full"), cut_dir = fresh_dir("resume_cut");
