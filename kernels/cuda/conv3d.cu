@@ -24,6 +24,8 @@
 // Index math: every voxel offset is formed in 64 bits from per-row bases (KERNELS.md §2, "Index width").
 #include <cuda_runtime.h>
 
+#include <cstdlib>
+#include <string>
 #include <type_traits>
 
 #include "kernels/cuda/conv3d_v2_layout.h"
@@ -770,8 +772,23 @@ void check_problem(const Conv3dParams& p, const char* what) {
 // ---- fp32 (Backend table) --------------------------------------------------------------------------------
 size_t conv3d_workspace_bytes_cuda(const Conv3dParams&) { return 0; }
 
+namespace {
+// DEX_F32_CONV=tiled routes the fp32 fprop through conv3d_fprop_f32_tiled_cuda where it applies (an opt-in trial of
+// that kernel in the whole fp32 plan, for scripts/gpu-check.sh; read once). The default stays v1 until a GPU session
+// has checked and timed the tiled kernel.
+bool f32_tiled_requested() {
+  static const bool on = [] {
+    const char* v = std::getenv("DEX_F32_CONV");
+    return v && std::string(v) == "tiled";
+  }();
+  return on;
+}
+}  // namespace
+
 void conv3d_fprop_cuda(const Conv3dParams& p, const float* x, const float* w, float* y, void*, cudaStream_t stream) {
   check_problem(p, "conv3d_fprop_cuda");
+  if (f32_tiled_requested() && conv3d_fprop_f32_tiled_supports(p) && aligned16(x) && aligned16(w) && aligned16(y))
+    return conv3d_fprop_f32_tiled_cuda(p, x, w, y, stream);
   launch_fprop_v1(p, St::F32, x, w, y, stream);
 }
 void conv3d_dgrad_cuda(const Conv3dParams& p, const float* dy, const float* w, float* dx, GradMode mode, void*,

@@ -3,9 +3,9 @@
 // PyTorch's 32 ms with TF32 / 53 ms without).
 //
 // NOT YET RUN ON A GPU (written after the session's GPU time was spent): it is reachable only through
-// conv3d_fprop_f32_tiled_cuda(), which no dispatcher calls; tests/cuda/test_conv_f32_tiled.cpp and the
-// conv3d_fprop/f32_tiled rows of dex_bench_cuda check and time it on the next lease. Route the fp32 Backend conv
-// through it only after both.
+// conv3d_fprop_f32_tiled_cuda() and, opt-in, DEX_F32_CONV=tiled (conv3d.cu's fp32 fprop); tests/cuda/
+// test_conv_f32_tiled.cpp, the conv3d_fprop/f32_tiled rows of dex_bench_cuda and the fp32 plan run with
+// DEX_F32_CONV=tiled (scripts/gpu-check.sh) check and time it on the next lease. Make it the default only after those.
 //
 // GEMM view (NDHWC activations, KTRSC weights): Y[m][k] = sum over taps t and channels c of X[in(m, t)][c] W[k][t][c],
 // m = output voxel (M = N x OD x OH x OW), k = output channel. Block tile 64 rows x BN columns (BN = 64 when

@@ -98,8 +98,9 @@ bool conv3d_wgrad_cuda_supports(const Conv3dParams& p, DType dtype, ConvVariant 
 // Best with that workspace runs v1s, the same split scheme on CUDA cores. Best without a workspace runs v1. NOTE: the workspace argument sits before the stream, as in dgrad.
 size_t conv3d_wgrad_cuda_workspace_bytes(const Conv3dParams& p, DType dtype);
 // fp32 fprop as a shared-memory tiled implicit GEMM on CUDA cores (conv3d_f32_tiled.cu; C % 16 == 0, K % 32 == 0,
-// 16-byte aligned pointers). Not yet run on a GPU and called by no dispatcher: the fp32 paths keep v1 until the
-// tests and benchmark rows of the next GPU session have checked and timed it.
+// 16-byte aligned pointers). Not yet run on a GPU: the fp32 paths keep v1 until the tests and benchmark rows of the
+// next GPU session have checked and timed it; DEX_F32_CONV=tiled (read once) routes the fp32 fprop above through it
+// where it applies, for that trial (scripts/gpu-check.sh, stage 4).
 bool conv3d_fprop_f32_tiled_supports(const Conv3dParams& p, std::string* why = nullptr);
 void conv3d_fprop_f32_tiled_cuda(const Conv3dParams& p, const float* x, const float* w, float* y,
                                  cudaStream_t stream = nullptr);
