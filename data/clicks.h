@@ -26,7 +26,7 @@ struct Clicks {
   bool empty() const { return spleen.empty() && background.empty(); }
 };
 
-// Parses click JSON text; `source` names it in errors. Unknown keys (other than image/spleen/background/label_names),
+// Parses click JSON text; `source` names it in errors. Unknown keys (anything but image, spleen and background),
 // non-numeric or wrong-length points, non-finite values -> InputError naming the click.
 Clicks parse_clicks(const std::string& json_text, const std::string& source = "clicks");
 Clicks read_clicks(const std::string& path);
