@@ -377,7 +377,7 @@ TEST(NiftiIO, BadFilesAreInputErrorsNamingFileAndProblem) {
 // InputError, never crash or throw anything else.
 TEST(NiftiIO, CommittedBadFilesAndFuzzRegressionsFailCleanly) {
   int files = 0, errors = 0;
-  for (const std::string dir : {std::string(DEX_TEST_DATA) + "/nifti", std::string(DEX_SOURCE_DIR) + "/fuzz/regressions",
+  for (const std::string& dir : {std::string(DEX_TEST_DATA) + "/nifti", std::string(DEX_SOURCE_DIR) + "/fuzz/regressions",
                                 std::string(DEX_SOURCE_DIR) + "/fuzz/seeds"}) {
     if (!fs::exists(dir)) continue;
     for (const auto& e : fs::directory_iterator(dir)) {

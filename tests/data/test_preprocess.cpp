@@ -81,14 +81,16 @@ void run_case(const std::string& name) {
   ClickStages ss, bs;
   const GridClicks gc = map_clicks(clicks, pre.record, &ss, &bs);
   const auto& st = j["guidance_by_stage"];
-  if (st["after_reorient"].contains("spleen"))
+  if (st["after_reorient"].contains("spleen")) {
     for (size_t i = 0; i < ss.after_reorient.size(); ++i)
       for (int a = 0; a < 3; ++a)
         EXPECT_NEAR(st["after_reorient"]["spleen"][i][a].get<double>(), ss.after_reorient[i][a], 1e-9);
-  if (st["after_reorient"].contains("background"))
+  }
+  if (st["after_reorient"].contains("background")) {
     for (size_t i = 0; i < bs.after_reorient.size(); ++i)
       for (int a = 0; a < 3; ++a)
         EXPECT_NEAR(st["after_reorient"]["background"][i][a].get<double>(), bs.after_reorient[i][a], 1e-9);
+  }
   expect_stage(st["after_AddGuidanceFromPoints"], "spleen", ss.after_add_guidance);
   expect_stage(st["after_AddGuidanceFromPoints"], "background", bs.after_add_guidance);
   expect_stage(st["after_ResizeGuidance"], "spleen", gc.spleen);

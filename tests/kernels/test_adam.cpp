@@ -49,7 +49,9 @@ TEST_P(AdamParity, adam_steps_match_pytorch) {
     }
   }
   // element 0 always had a zero gradient: with no weight decay it never moves (eps keeps 0/0 away)
-  if (a.weight_decay == 0.f) EXPECT_EQ(param[0], p00);
+  if (a.weight_decay == 0.f) {
+    EXPECT_EQ(param[0], p00);
+  }
 }
 INSTANTIATE_TEST_SUITE_P(ops, AdamParity, ::testing::Values("default", "wd"));
 

@@ -72,11 +72,15 @@ TEST(convert, round_trip_is_identity_for_every_non_nan_pattern) {
   convert_f16_to_f32_cpu(65536, all.data(), wide.data());
   convert_f32_to_f16_cpu(65536, wide.data(), back.data());
   for (int i = 0; i < 65536; ++i)
-    if (!std::isnan(wide[i])) ASSERT_EQ(back[i], all[i]) << "f16 pattern " << i;
+    if (!std::isnan(wide[i])) {
+      ASSERT_EQ(back[i], all[i]) << "f16 pattern " << i;
+    }
   convert_bf16_to_f32_cpu(65536, all.data(), wide.data());
   convert_f32_to_bf16_cpu(65536, wide.data(), back.data());
   for (int i = 0; i < 65536; ++i)
-    if (!std::isnan(wide[i])) ASSERT_EQ(back[i], all[i]) << "bf16 pattern " << i;
+    if (!std::isnan(wide[i])) {
+      ASSERT_EQ(back[i], all[i]) << "bf16 pattern " << i;
+    }
 }
 
 TEST(convert, bad_input_throws) {

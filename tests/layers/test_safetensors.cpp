@@ -66,8 +66,9 @@ void expect_bitwise_equal(const StateDict& a, const StateDict& b) {
     ASSERT_NE(it, b.end()) << kv.first;
     EXPECT_EQ(kv.second.shape, it->second.shape) << kv.first;
     ASSERT_EQ(kv.second.data.size(), it->second.data.size()) << kv.first;
-    if (!kv.second.data.empty())
+    if (!kv.second.data.empty()) {
       EXPECT_EQ(0, std::memcmp(kv.second.data.data(), it->second.data.data(), kv.second.data.size() * 4)) << kv.first;
+    }
   }
 }
 
@@ -109,7 +110,9 @@ TEST(Safetensors, FileLayoutFollowsTheFormat) {
     uint64_t b = e["data_offsets"][0], end = e["data_offsets"][1];
     EXPECT_EQ(b, expect_begin) << kv.first;
     EXPECT_EQ(end - b, kv.second.data.size() * 4) << kv.first;
-    if (end > b) EXPECT_EQ(0, std::memcmp(bytes.data() + 8 + n + b, kv.second.data.data(), end - b)) << kv.first;
+    if (end > b) {
+      EXPECT_EQ(0, std::memcmp(bytes.data() + 8 + n + b, kv.second.data.data(), end - b)) << kv.first;
+    }
     expect_begin = end;
   }
   EXPECT_EQ(8 + n + expect_begin, bytes.size());
@@ -130,7 +133,9 @@ TEST(Safetensors, ReadsAFileWrittenByHandInPython) {
       EXPECT_EQ(kv.second.shape, ref.shape) << kv.first;
     std::vector<float> r = ref.f32();
     ASSERT_EQ(kv.second.data.size(), r.size()) << kv.first;
-    if (!r.empty()) EXPECT_EQ(0, std::memcmp(kv.second.data.data(), r.data(), r.size() * 4)) << kv.first;
+    if (!r.empty()) {
+      EXPECT_EQ(0, std::memcmp(kv.second.data.data(), r.data(), r.size() * 4)) << kv.first;
+    }
   }
   EXPECT_TRUE(sd.at("scalar").shape.empty());
   EXPECT_EQ(md.at("format"), "pt");

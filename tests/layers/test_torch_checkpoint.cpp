@@ -67,7 +67,9 @@ void expect_matches_fixture(const StateDict& sd, const std::string& file) {
       EXPECT_EQ(kv.second.shape, it->second.shape) << file << " " << kv.first;
     std::vector<float> r = it->second.f32();
     ASSERT_EQ(kv.second.data.size(), r.size()) << file << " " << kv.first;
-    if (!r.empty()) EXPECT_EQ(0, std::memcmp(kv.second.data.data(), r.data(), r.size() * 4)) << file << " " << kv.first;
+    if (!r.empty()) {
+      EXPECT_EQ(0, std::memcmp(kv.second.data.data(), r.data(), r.size() * 4)) << file << " " << kv.first;
+    }
   }
 }
 
