@@ -422,10 +422,11 @@ static LabelVolume predict_grid(Trainer::Impl& m, const TrainConfig& c, const Sa
     Tensor x = tape.alloc(ndhwc(1, ss[0], ss[1], ss[2], c.arch.in_channels), false);
     be.copy(x.data, m.device, s.input.data(), Device::CPU, x.bytes(), nullptr);
     Tensor y = m.net.forward(tape, x);
-    std::vector<float> logits(static_cast<size_t>(y.numel()));
-    be.copy(logits.data(), Device::CPU, y.data, m.device, logits.size() * sizeof(float), nullptr);
+    // The argmax where the logits are (on a GPU: 1 byte per voxel comes back instead of C floats).
+    auto* labels = static_cast<uint8_t*>(tape.scratch(static_cast<size_t>(y.voxels())));
+    be.argmax(y.voxels(), y.C(), y.data, labels, nullptr);
+    be.copy(pred.data.data(), Device::CPU, labels, m.device, pred.data.size(), nullptr);
     be.synchronize(nullptr);
-    argmax_channels(logits.data(), y.voxels(), y.C(), pred.data.data());
   }
   m.arena.reset();
   if (seconds) *seconds += seconds_since(t0);
@@ -517,7 +518,6 @@ EpochRecord Trainer::run_epoch(int64_t epoch) {
   double acc[4] = {0, 0, 0, 0};
   std::vector<float> x;
   std::vector<uint8_t> target;
-  std::vector<float> logits;
   std::vector<uint8_t> pred(static_cast<size_t>(nvox));
   // A step's samples (copy, augmentation, resize, initial clicks: a pure function of the case, the seed, the epoch and
   // the index) are made on a second thread while the previous step runs, as the bundle's DataLoader workers do; the
@@ -553,14 +553,20 @@ EpochRecord Trainer::run_epoch(int64_t epoch) {
     t = Clock::now();
     if (m->buckets) m->buckets->begin();
     TrainStepResult r = m->step.forward_backward(x.data(), target.data(), static_cast<int>(N), spatial);
-    // Training Dice of this step's predictions (before the update, as the bundle's train_dice).
-    logits.resize(static_cast<size_t>(r.logits.numel()));
-    backend(m->device).copy(logits.data(), Device::CPU, r.logits.data, m->device, logits.size() * sizeof(float),
-                            nullptr);
-    backend(m->device).synchronize(nullptr);
+    // Training Dice of this step's predictions (before the update, as the bundle's train_dice); the argmax runs where
+    // the logits are, so a GPU sends back 1 byte per voxel instead of C floats.
+    {
+      const Backend& be = backend(m->device);
+      const auto mark = m->arena.mark();
+      auto* labels = m->arena.alloc<uint8_t>(static_cast<size_t>(N * nvox));
+      be.argmax(N * nvox, c.arch.out_channels, r.logits.data, labels, nullptr);
+      pred.resize(static_cast<size_t>(N * nvox));
+      be.copy(pred.data(), Device::CPU, labels, m->device, pred.size(), nullptr);
+      be.synchronize(nullptr);
+      m->arena.release_to(mark);
+    }
     for (int64_t b = 0; b < N; ++b) {
-      argmax_channels(logits.data() + b * nvox * c.arch.out_channels, nvox, c.arch.out_channels, pred.data());
-      const double d = bundle_mean_dice(pred.data(), target.data() + b * nvox, nvox, c.arch.out_channels);
+      const double d = bundle_mean_dice(pred.data() + b * nvox, target.data() + b * nvox, nvox, c.arch.out_channels);
       if (std::isfinite(d)) acc[1] += d, acc[2] += 1;
     }
     // Average the gradients over ranks (each rank's loss is its own batch mean).
