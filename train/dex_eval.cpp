@@ -3,6 +3,7 @@
 //   dex-eval --model runs/train_small/model.safetensors --dataset-dir DIR --output-dir OUT [--clicks 0,1,3,5,10]
 // Exit status: 0 done, 2 bad input, 1 anything else.
 #include <cstdio>
+#include <limits>
 #include <cstdlib>
 #include <exception>
 #include <sstream>
@@ -24,14 +25,17 @@ const char* kUsage =
     "  --sigma, --label-resize: click heatmap sigma (grid voxels) and grid-metric target; default: guidance_sigma and\n"
     "    label_resize of the config.json beside MODEL (dex-train writes it), else 3 and nearest (the bundle).\n";
 
-int64_t parse_int(const std::string& key, const std::string& v, int64_t lo) {
+int64_t parse_int(const std::string& key, const std::string& v, int64_t lo,
+                  int64_t hi = std::numeric_limits<int64_t>::max()) {
   try {
     size_t used = 0;
     const long long x = std::stoll(v, &used);
-    if (used == v.size() && x >= lo) return x;
+    if (used == v.size() && x >= lo && x <= hi) return x;
   } catch (const std::exception&) {
   }
-  throw dex::InputError(dex::str("--", key, " expects an integer >= ", lo, ", got '", v, "'"));
+  if (hi == std::numeric_limits<int64_t>::max())
+    throw dex::InputError(dex::str("--", key, " expects an integer >= ", lo, ", got '", v, "'"));
+  throw dex::InputError(dex::str("--", key, " expects integers in [", lo, ", ", hi, "], got '", v, "'"));
 }
 
 }  // namespace
@@ -69,7 +73,7 @@ int main(int argc, char** argv) {
       cfg.clicks.clear();
       std::stringstream ss(a.get("clicks"));
       std::string tok;
-      while (std::getline(ss, tok, ',')) cfg.clicks.push_back(static_cast<int>(parse_int("clicks", tok, 0)));
+      while (std::getline(ss, tok, ',')) cfg.clicks.push_back(static_cast<int>(parse_int("clicks", tok, 0, 1000)));
     }
     const dex::EvalResult r = dex::evaluate(cfg);
     dex::write_eval_json(cfg.output_dir + "/eval.json", cfg, r);

@@ -46,10 +46,18 @@ const std::set<std::string>& known_keys() {
   throw InputError(str(name, ": '", key, "' = ", v.dump(), " is not ", want));
 }
 
-int64_t get_int(const json& j, const std::string& name, const char* key, int64_t lo, int64_t def) {
+// An integer in [lo, hi] (hi: where a larger value would overflow or be truncated on the way, or cannot be meant).
+int64_t get_int(const json& j, const std::string& name, const char* key, int64_t lo, int64_t def,
+                int64_t hi = std::numeric_limits<int64_t>::max()) {
   if (!j.contains(key)) return def;
   const json& v = j[key];
-  if (!v.is_number_integer() || v.get<int64_t>() < lo) bad(name, key, v, str("an integer >= ", lo));
+  const bool ok = v.is_number_integer() && (v.is_number_unsigned() ? v.get<uint64_t>() <= static_cast<uint64_t>(hi)
+                                                                   : v.get<int64_t>() <= hi) &&
+                  v.get<int64_t>() >= lo;
+  if (!ok) {
+    if (hi == std::numeric_limits<int64_t>::max()) bad(name, key, v, str("an integer >= ", lo));
+    bad(name, key, v, str("an integer in [", lo, ", ", hi, "]"));
+  }
   return v.get<int64_t>();
 }
 
@@ -73,17 +81,23 @@ std::string get_string(const json& j, const std::string& name, const char* key, 
   return j[key].get<std::string>();
 }
 
-// [a, b, c] or a (-> [a, a, a]), each >= 1.
+// [a, b, c] or a (-> [a, a, a]), each in [1, 1024] (sizes, strides and kernels: 1024 is already absurd for any).
 Int3 to_int3(const json& v, const std::string& name, const std::string& key) {
+  constexpr int64_t kMax = 1024;
+  auto in_range = [](const json& e) {
+    return e.is_number_integer() && !(e.is_number_unsigned() && e.get<uint64_t>() > uint64_t(kMax)) &&
+           e.get<int64_t>() >= 1 && e.get<int64_t>() <= kMax;
+  };
+  const char* want = "an integer or a list of 3 integers in [1, 1024]";
   Int3 r;
-  if (v.is_number_integer() && v.get<int64_t>() >= 1) {
+  if (v.is_number()) {
+    if (!in_range(v)) bad(name, key, v, want);
     r = {int(v.get<int64_t>()), int(v.get<int64_t>()), int(v.get<int64_t>())};
     return r;
   }
-  if (!v.is_array() || v.size() != 3) bad(name, key, v, "an integer or a list of 3 integers >= 1");
+  if (!v.is_array() || v.size() != 3) bad(name, key, v, want);
   for (int a = 0; a < 3; ++a) {
-    if (!v[a].is_number_integer() || v[a].get<int64_t>() < 1)
-      bad(name, key, v, "an integer or a list of 3 integers >= 1");
+    if (!in_range(v[a])) bad(name, key, v, want);
     r[a] = static_cast<int>(v[a].get<int64_t>());
   }
   return r;
@@ -139,10 +153,12 @@ TrainConfig train_config_from_json(const json& j, const std::string& name) {
   DynUNetConfig& a = c.arch;
   if (j.contains("filters")) {
     const json& v = j["filters"];
-    if (!v.is_array() || v.empty()) bad(name, "filters", v, "a non-empty list of integers >= 1");
+    if (!v.is_array() || v.empty()) bad(name, "filters", v, "a non-empty list of integers in [1, 65536]");
     a.filters.clear();
     for (const auto& f : v) {
-      if (!f.is_number_integer() || f.get<int64_t>() < 1) bad(name, "filters", v, "a list of integers >= 1");
+      if (!f.is_number_integer() || (f.is_number_unsigned() && f.get<uint64_t>() > 65536) || f.get<int64_t>() < 1 ||
+          f.get<int64_t>() > 65536)
+        bad(name, "filters", v, "a list of integers in [1, 65536]");
       a.filters.push_back(static_cast<int>(f.get<int64_t>()));
     }
   }
@@ -169,15 +185,15 @@ TrainConfig train_config_from_json(const json& j, const std::string& name) {
   c.num_val = get_int(j, name, "num_val", 0, c.num_val);
   c.max_train_cases = get_int(j, name, "max_train_cases", 0, c.max_train_cases);
   c.steps_per_epoch = get_int(j, name, "steps_per_epoch", 0, c.steps_per_epoch);
-  c.batch_size = get_int(j, name, "batch_size", 1, c.batch_size);
+  c.batch_size = get_int(j, name, "batch_size", 1, c.batch_size, 4096);
   c.bucket_mb = get_double(j, name, "bucket_mb", 1e-6, 1e6, c.bucket_mb);
   c.amp = get_bool(j, name, "amp", c.amp);
   c.amp_emulate = get_bool(j, name, "amp_emulate", c.amp_emulate);
   c.cache_rate = get_double(j, name, "cache_rate", 0, 1, c.cache_rate);
-  c.num_workers = static_cast<int>(get_int(j, name, "num_workers", 1, c.num_workers));
+  c.num_workers = static_cast<int>(get_int(j, name, "num_workers", 1, c.num_workers, 1024));
   c.deepgrow_probability_train = get_double(j, name, "deepgrow_probability_train", 0, 1, c.deepgrow_probability_train);
   c.deepgrow_probability_val = get_double(j, name, "deepgrow_probability_val", 0, 1, c.deepgrow_probability_val);
-  c.max_interactions = static_cast<int>(get_int(j, name, "max_interactions", 1, c.max_interactions));
+  c.max_interactions = static_cast<int>(get_int(j, name, "max_interactions", 1, c.max_interactions, 1000));
   c.seed = static_cast<uint64_t>(get_int(j, name, "seed", 0, static_cast<int64_t>(c.seed)));
   c.progress = get_bool(j, name, "progress", c.progress);
   return c;

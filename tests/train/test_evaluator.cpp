@@ -5,6 +5,8 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <sys/wait.h>
 
 #include "data/dataset.h"
 #include "data/nifti_io.h"
@@ -164,5 +166,43 @@ TEST(Evaluator, EndToEndOnPhantoms) {
   // A missing output folder is an error, not created silently.
   cfg.output_dir = (root / "missing").string();
   EXPECT_THROW(evaluate(cfg), InputError);
+  fs::remove_all(root);
+}
+
+// dex-eval, the command: every wrong flag is a clear error (exit status 2, the reason, nothing written), checked
+// before any model or data is read where the flag alone is wrong.
+TEST(EvalCli, WrongFlagsAreClearErrors) {
+  const fs::path root = fs::temp_directory_path() / ("dex_test_eval_cli_" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  fs::create_directories(root / "out");
+  const std::string model = std::string(DEX_SOURCE_DIR) + "/tests/data/models/deepedit_phantom_small.safetensors";
+  const std::string data = (root / "data").string();
+  write_phantom_dataset(data, 3, 21);
+  const std::string base = std::string(DEX_BINARY_DIR) + "/bin/dex-eval --quiet --model " + model + " --dataset-dir " +
+                           data + " --output-dir " + (root / "out").string() + " --num-val 1";
+  const std::string log = (root / "log.txt").string();
+  const struct {
+    std::string args, message;
+  } cases[] = {
+      {" --clicks 4294967297", "--clicks expects integers in [0, 1000]"},
+      {" --clicks 0,x", "--clicks expects integers in [0, 1000]"},
+      {" --clicks 3,1", "increasing"},
+      {" --num-val -1", "--num_val expects an integer >= 0"},
+      {" --num-val 3", "too few to hold out 3"},
+      {" --label-resize cubic", "cubic"},
+      {" --colour red", "colour"},
+  };
+  for (const auto& c : cases) {
+    const int rc = std::system((base + c.args + " > " + log + " 2>&1").c_str());
+    std::ifstream f(log);
+    const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    EXPECT_TRUE(WIFEXITED(rc) && WEXITSTATUS(rc) == 2) << c.args << "\n" << text;
+    EXPECT_NE(text.find(c.message), std::string::npos) << c.args << "\n" << text;
+  }
+  const int rc = std::system((std::string(DEX_BINARY_DIR) + "/bin/dex-eval --model /nonexistent.safetensors "
+                              "--dataset-dir " + data + " --output-dir " + (root / "out").string() + " > " + log +
+                              " 2>&1").c_str());
+  EXPECT_TRUE(WIFEXITED(rc) && WEXITSTATUS(rc) == 2);
+  EXPECT_TRUE(fs::is_empty(root / "out")) << "nothing written by a failed run";
   fs::remove_all(root);
 }

@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
 
 
 #include "data/click_simulation.h"
@@ -140,6 +141,51 @@ TEST(TrainConfig, OverridesAndBadValuesAreClearErrors) {
   b = small_config();
   b["filters"] = {8, 16, 32};  // 3 filters for 4 levels
   expect_error(b, "filters");
+}
+
+// Every key of both shipped configs, set to each of a set of wrong (or odd) values, either parses or is an InputError
+// that names the key and the file: never another exception (a JSON type error that escaped) or a crash.
+TEST(TrainConfig, EveryKeyWithAWrongValueIsAClearErrorNamingIt) {
+  const std::vector<nlohmann::json> values = {nullptr, "x", -1, 0, 1e30, -1e30, 0.5, true, nlohmann::json::array(),
+                                              nlohmann::json::object(), nlohmann::json::array({1e9, 1e9, 1e9}),
+                                              nlohmann::json::array({"a", "b", "c"}), std::numeric_limits<int64_t>::max(),
+                                              int64_t(4294967304), nlohmann::json::array({int64_t(4294967304), 32, 32}),
+                                              std::numeric_limits<uint64_t>::max()};
+  int checked = 0, errors = 0;
+  for (const char* file : {"train.json", "train_small.json"}) {
+    const nlohmann::json base = load_config(std::string(DEX_SOURCE_DIR) + "/configs/" + file);
+    for (auto it = base.begin(); it != base.end(); ++it) {
+      if (it.key() == "comment") continue;
+      for (const auto& v : values) {
+        nlohmann::json j = base;
+        j[it.key()] = v;
+        ++checked;
+        try {
+          train_config_from_json(j, "cfg.json");
+        } catch (const InputError& e) {
+          ++errors;
+          EXPECT_NE(std::string(e.what()).find(it.key()), std::string::npos) << e.what();
+          EXPECT_NE(std::string(e.what()).find("cfg.json"), std::string::npos) << e.what();
+        } catch (const std::exception& e) {
+          ADD_FAILURE() << file << ": " << it.key() << " = " << v.dump() << ": not an InputError: " << e.what();
+        }
+      }
+    }
+  }
+  EXPECT_GT(checked, 300);
+  EXPECT_GT(errors, checked / 2);
+  // Values that would be truncated to int (2^32 + 8 -> 8) or overflow later are errors, not silently changed.
+  for (const auto& [key, v] : std::vector<std::pair<std::string, nlohmann::json>>{
+           {"spatial_size", nlohmann::json::array({int64_t(4294967304), 32, 32})},
+           {"spatial_size", 2048},
+           {"filters", nlohmann::json::array({8, int64_t(4294967304), 32, 64})},
+           {"batch_size", std::numeric_limits<int64_t>::max()},
+           {"max_interactions", int64_t(4294967297)},
+           {"num_workers", int64_t(4294967297)}}) {
+    nlohmann::json j = small_config();
+    j[key] = v;
+    EXPECT_THROW(train_config_from_json(j, "cfg.json"), InputError) << key << " = " << v.dump();
+  }
 }
 
 TEST(Metrics, DiceAndBundleMean) {
