@@ -1,5 +1,6 @@
 #include "layers/model_file.h"
 
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "layers/safetensors.h"
@@ -10,6 +11,14 @@ namespace dex {
 using nlohmann::json;
 
 namespace {
+// An integer in [lo, hi], else InputError (nlohmann's get<int> would truncate 2^32 + 8 to 8).
+int checked_int(const json& e, int64_t lo, int64_t hi, const std::string& what, const std::string& key) {
+  const bool ok = e.is_number_integer() && !(e.is_number_unsigned() && e.get<uint64_t>() > static_cast<uint64_t>(hi)) &&
+                  e.get<int64_t>() >= lo && e.get<int64_t>() <= hi;
+  DEX_INPUT_CHECK(ok, what, ": '", key, "' has ", e.dump(), ", not an integer in [", lo, ", ", hi, "]");
+  return static_cast<int>(e.get<int64_t>());
+}
+
 json int3_list(const std::vector<Int3>& v) {
   json a = json::array();
   for (auto& x : v) a.push_back({x[0], x[1], x[2]});
@@ -19,13 +28,14 @@ std::vector<Int3> int3_list_from(const json& j, const std::string& key, const st
   DEX_INPUT_CHECK(j.contains(key) && j[key].is_array(), what, ": '", key, "' must be a list of [d,h,w] triples");
   std::vector<Int3> out;
   for (auto& e : j[key]) {
-    if (e.is_number_integer()) {  // MONAI allows a scalar for an isotropic kernel/stride
-      int v = e.get<int>();
+    if (e.is_number()) {  // MONAI allows a scalar for an isotropic kernel/stride
+      const int v = checked_int(e, 1, 1024, what, key);
       out.push_back({v, v, v});
       continue;
     }
     DEX_INPUT_CHECK(e.is_array() && e.size() == 3, what, ": '", key, "' entries must be integers or [d,h,w]");
-    out.push_back({e[0].get<int>(), e[1].get<int>(), e[2].get<int>()});
+    out.push_back({checked_int(e[0], 1, 1024, what, key), checked_int(e[1], 1, 1024, what, key),
+                   checked_int(e[2], 1, 1024, what, key)});
   }
   return out;
 }
@@ -60,12 +70,16 @@ DynUNetConfig dynunet_config_from_json(const std::string& text, const std::strin
     DEX_INPUT_CHECK(j["network"] == "DynUNet", what, ": network ", j["network"].dump(), " is not a DynUNet");
   DynUNetConfig c;
   try {
-    if (j.contains("in_channels")) c.in_channels = j["in_channels"].get<int>();
-    if (j.contains("out_channels")) c.out_channels = j["out_channels"].get<int>();
+    if (j.contains("in_channels")) c.in_channels = checked_int(j["in_channels"], 1, 256, what, "in_channels");
+    if (j.contains("out_channels")) c.out_channels = checked_int(j["out_channels"], 1, 256, what, "out_channels");
     if (j.contains("kernel_size")) c.kernel_sizes = int3_list_from(j, "kernel_size", what);
     if (j.contains("strides")) c.strides = int3_list_from(j, "strides", what);
     if (j.contains("upsample_kernel_size")) c.upsample_kernel_sizes = int3_list_from(j, "upsample_kernel_size", what);
-    if (j.contains("filters")) c.filters = j["filters"].get<std::vector<int>>();
+    if (j.contains("filters")) {
+      DEX_INPUT_CHECK(j["filters"].is_array(), what, ": 'filters' must be a list of integers");
+      c.filters.clear();
+      for (const auto& f : j["filters"]) c.filters.push_back(checked_int(f, 1, 65536, what, "filters"));
+    }
     if (j.contains("norm_name")) c.block.norm_affine = j["norm_name"] == "instance_affine";
     if (j.contains("negative_slope")) c.block.negative_slope = j["negative_slope"].get<float>();
     if (j.contains("res_block")) DEX_INPUT_CHECK(j["res_block"].get<bool>(), what, ": only res_block=true is supported");
@@ -95,7 +109,9 @@ std::map<std::string, std::string> model_metadata(const ModelInfo& info) {
 
 ModelInfo model_info_from_metadata(const std::map<std::string, std::string>& md, const std::string& file) {
   ModelInfo info;
+  const char* current = "";  // the key being read, for the error message
   auto get = [&](const char* key) -> const std::string* {
+    current = key;
     auto it = md.find(key);
     return it == md.end() ? nullptr : &it->second;
   };
@@ -103,19 +119,20 @@ ModelInfo model_info_from_metadata(const std::map<std::string, std::string>& md,
     if (auto s = get("dex_architecture")) info.arch = dynunet_config_from_json(*s, file + ": dex_architecture");
     if (auto s = get("label_names")) info.label_names = json::parse(*s).get<std::vector<std::string>>();
     if (auto s = get("spatial_size")) {
-      auto v = json::parse(*s).get<std::vector<int64_t>>();
-      DEX_INPUT_CHECK(v.size() == 3 && v[0] > 0 && v[1] > 0 && v[2] > 0, file, ": spatial_size must be 3 positive ints");
-      info.spatial_size = {v[0], v[1], v[2]};
+      const json v = json::parse(*s);
+      DEX_INPUT_CHECK(v.is_array() && v.size() == 3, file, ": spatial_size must be 3 integers in [1, 1024]");
+      for (int a = 0; a < 3; ++a) info.spatial_size[a] = checked_int(v[a], 1, 1024, file, "spatial_size");
     }
     if (auto s = get("intensity_window")) {
       auto v = json::parse(*s).get<std::vector<float>>();
-      DEX_INPUT_CHECK(v.size() == 2 && v[1] > v[0], file, ": intensity_window must be [a_min, a_max], a_min < a_max");
+      DEX_INPUT_CHECK(v.size() == 2 && std::isfinite(v[0]) && std::isfinite(v[1]) && v[1] > v[0], file,
+                      ": intensity_window must be [a_min, a_max], finite, a_min < a_max");
       info.a_min = v[0];
       info.a_max = v[1];
     }
     if (auto s = get("dex_version")) info.dex_version = *s;
   } catch (const json::exception& e) {
-    throw InputError(str(file, ": malformed model metadata (", e.what(), ")"));
+    throw InputError(str(file, ": malformed model metadata '", current, "' (", e.what(), ")"));
   }
   return info;
 }
