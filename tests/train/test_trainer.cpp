@@ -625,6 +625,49 @@ void expect_first_epoch_repeats(const TrainConfig& c, Communicator& comm, const 
   EXPECT_EQ(rec1[0].val_mean_dice, first.val_mean_dice);
 }
 
+// One convergence run of train_small with the overrides in `j` on one thread (so the trajectory, and with it the
+// asserted Dice, does not depend on the machine's core count), then its first epoch again, which must repeat bit for
+// bit (expect_first_epoch_repeats).
+struct ConvergenceRun {
+  std::vector<EpochRecord> records;
+  double best_spleen = 0, best_mean = 0, seconds = 0;
+  int best_epoch = 0;
+};
+ConvergenceRun run_convergence(nlohmann::json j, const std::string& out) {
+  omp_set_num_threads(1);
+  openblas_set_num_threads(1);
+  LocalCommunicator comm;
+  j["output_dir"] = fresh_dir(out);
+  j["progress"] = false;
+  const TrainConfig c = train_config_from_json(j, "train_small");
+  Trainer t(c, comm);
+  std::vector<float> after_epoch1;
+  t.on_epoch_end = [&](const EpochRecord& r) {
+    if (r.epoch == 1) after_epoch1 = weights(t);
+  };
+  ConvergenceRun run;
+  const auto t0 = std::chrono::steady_clock::now();
+  run.records = t.run();
+  run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(run.records.size(), static_cast<size_t>(c.max_epochs));
+  for (const auto& r : run.records)
+    if (r.val_spleen_dice > run.best_spleen) {
+      run.best_spleen = r.val_spleen_dice;
+      run.best_epoch = static_cast<int>(r.epoch);
+    }
+  run.best_mean = t.best_metric();
+  EXPECT_TRUE(fs::exists(t.model_path()));
+  if (!run.records.empty()) {
+    std::fprintf(stderr,
+                 "%s: first loss %.4f, last loss %.4f, best val spleen Dice %.4f (epoch %d), best val mean Dice "
+                 "%.4f, %.0f s\n",
+                 out.c_str(), run.records.front().train_loss, run.records.back().train_loss, run.best_spleen,
+                 run.best_epoch, run.best_mean, run.seconds);
+    expect_first_epoch_repeats(c, comm, after_epoch1, run.records[0], out + "_repeat");
+  }
+  return run;
+}
+
 // Convergence of train_small on CPU phantoms of the whole abdomen (the demo's data), and bitwise repeatability of that
 // run. On this view the spleen has only 74-157 voxels on the 32^3 grid, mostly boundary, and no configuration of
 // train_small's free knobs measured so far passes ~0.83 (configs/train_small.json's "comment"); the 0.9 is
@@ -634,33 +677,13 @@ void expect_first_epoch_repeats(const TrainConfig& c, Communicator& comm, const 
 // of the wrong voxels within one grid voxel, ~10 mm, of the spleen boundary), one connected prediction per case,
 // training cases no better than validation ones.
 TEST(TrainerConvergence, SmallConfigLearnsPhantomSpleens) {
-  // One thread: the trajectory (and with it the asserted Dice) does not depend on the machine's core count.
-  omp_set_num_threads(1);
-  openblas_set_num_threads(1);
-  LocalCommunicator comm;
   nlohmann::json j = small_config();
   j["dataset_dir"] = phantom_dir(48, 7);
   j["num_val"] = 8;
-  j["output_dir"] = fresh_dir("converge");
-  j["progress"] = false;
-  const TrainConfig c = train_config_from_json(j, "train_small");
-  Trainer t(c, comm);
-  std::vector<float> after_epoch1;
-  t.on_epoch_end = [&](const EpochRecord& r) {
-    if (r.epoch == 1) after_epoch1 = weights(t);
-  };
-  const auto rec = t.run();
-  ASSERT_EQ(rec.size(), static_cast<size_t>(c.max_epochs));
-  double best_spleen = 0;
-  for (const auto& r : rec) best_spleen = std::max(best_spleen, r.val_spleen_dice);
-  std::fprintf(stderr,
-               "train_small: first loss %.4f, last loss %.4f, best val spleen Dice %.4f, best val mean Dice %.4f\n",
-               rec.front().train_loss, rec.back().train_loss, best_spleen, t.best_metric());
-  EXPECT_GE(best_spleen, 0.6);
-  EXPECT_LT(rec.back().train_loss, 0.3 * rec.front().train_loss);
-  EXPECT_TRUE(fs::exists(t.model_path()));
-
-  expect_first_epoch_repeats(c, comm, after_epoch1, rec[0], "converge_repeat");
+  const ConvergenceRun run = run_convergence(j, "converge");
+  ASSERT_FALSE(run.records.empty());
+  EXPECT_GE(run.best_spleen, 0.6);
+  EXPECT_LT(run.records.back().train_loss, 0.3 * run.records.front().train_loss);
 }
 
 // The bar: a validation spleen Dice >= 0.9 in a few minutes on this CPU. Reached on the spleen view of the
@@ -670,39 +693,13 @@ TEST(TrainerConvergence, SmallConfigLearnsPhantomSpleens) {
 // 10, 1 thread. Measured 2026-11-27: best 0.921 (epoch 14; 0.746 after epoch 1) in 2 min 34 s. With 40 training
 // cases the same 1200 steps reach 0.906 (train Dice 0.96: the gap is generalisation, so more cases, not more epochs).
 TEST(TrainerConvergence, SmallConfigReachesDice09OnSpleenViewPhantoms) {
-  omp_set_num_threads(1);
-  openblas_set_num_threads(1);
-  LocalCommunicator comm;
   nlohmann::json j = small_config();
   j["dataset_dir"] = phantom_dir(96, 7, PhantomView::Spleen);
   j["num_val"] = 16;
   j["max_epochs"] = 15;
   j["lr_step_size"] = 10;
-  j["output_dir"] = fresh_dir("converge_spleen_view");
-  j["progress"] = false;
-  const TrainConfig c = train_config_from_json(j, "train_small");
-  Trainer t(c, comm);
-  std::vector<float> after_epoch1;
-  t.on_epoch_end = [&](const EpochRecord& r) {
-    if (r.epoch == 1) after_epoch1 = weights(t);
-  };
-  const auto t0 = std::chrono::steady_clock::now();
-  const auto rec = t.run();
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  ASSERT_EQ(rec.size(), static_cast<size_t>(c.max_epochs));
-  double best_spleen = 0;
-  int best_epoch = 0;
-  for (const auto& r : rec)
-    if (r.val_spleen_dice > best_spleen) {
-      best_spleen = r.val_spleen_dice;
-      best_epoch = static_cast<int>(r.epoch);
-    }
-  std::fprintf(stderr,
-               "train_small on spleen-view phantoms: first loss %.4f, last loss %.4f, best val spleen Dice %.4f "
-               "(epoch %d), best val mean Dice %.4f, %.0f s\n",
-               rec.front().train_loss, rec.back().train_loss, best_spleen, best_epoch, t.best_metric(), seconds);
-  EXPECT_GE(best_spleen, 0.9);
-  EXPECT_LT(rec.back().train_loss, 0.2 * rec.front().train_loss);
-  EXPECT_TRUE(fs::exists(t.model_path()));
-  expect_first_epoch_repeats(c, comm, after_epoch1, rec[0], "converge_spleen_view_repeat");
+  const ConvergenceRun run = run_convergence(j, "converge_spleen_view");
+  ASSERT_FALSE(run.records.empty());
+  EXPECT_GE(run.best_spleen, 0.9);
+  EXPECT_LT(run.records.back().train_loss, 0.2 * run.records.front().train_loss);
 }
