@@ -179,7 +179,9 @@ int run(int argc, char** argv) {
   std::string model = sget("model");
   DEX_INPUT_CHECK(!model.empty(), "no model given (--model M: a dex .safetensors file or a MONAI model.pt)");
   DEX_INPUT_CHECK(fs::exists(model), "model '", model, "' does not exist");
-  bool use_click = cfg["use_click"].is_boolean() ? cfg["use_click"].get<bool>() : sget("use_click") != "false";
+  const std::string uc = sget("use_click");
+  DEX_INPUT_CHECK(uc == "true" || uc == "false", "use_click ", cfg["use_click"].dump(), ": expected true or false");
+  const bool use_click = uc == "true";
 
   RunOptions ro;
   ro.float_output = odt == "float32";

@@ -274,6 +274,7 @@ TEST(dex_infer, bad_input_gives_a_clear_error_exit_2_and_writes_nothing) {
       {"--model " + model + " --image " + real_ct() + " --out " + out + " --device tpu", "cpu or cuda"},
       {"--model " + model + " --image " + real_ct() + " --out " + out + " --precision fp16", "fp16"},
       {"--model " + model + " --image " + real_ct() + " --out " + out + " --bogus 1", "unknown option"},
+      {"--model " + model + " --image " + real_ct() + " --out " + out + " --use-click no", "expected true or false"},
       {"--model " + model + " --image " + real_ct() + " --out " + out + " --clicks " + tmpdir() + "/none.json",
        "click file"},
       {"--model " + real_ct() + " --image " + real_ct() + " --out " + out, "model"},
