@@ -3,6 +3,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "kernels/json_int.h"
 #include "layers/safetensors.h"
 #include "layers/torch_checkpoint.h"
 
@@ -13,9 +14,7 @@ using nlohmann::json;
 namespace {
 // An integer in [lo, hi], else InputError (nlohmann's get<int> would truncate 2^32 + 8 to 8).
 int checked_int(const json& e, int64_t lo, int64_t hi, const std::string& what, const std::string& key) {
-  const bool ok = e.is_number_integer() && !(e.is_number_unsigned() && e.get<uint64_t>() > static_cast<uint64_t>(hi)) &&
-                  e.get<int64_t>() >= lo && e.get<int64_t>() <= hi;
-  DEX_INPUT_CHECK(ok, what, ": '", key, "' has ", e.dump(), ", not an integer in [", lo, ", ", hi, "]");
+  DEX_INPUT_CHECK(json_int_in(e, lo, hi), what, ": '", key, "' has ", e.dump(), ", not an integer in [", lo, ", ", hi, "]");
   return static_cast<int>(e.get<int64_t>());
 }
 

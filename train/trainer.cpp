@@ -16,6 +16,7 @@
 #include "data/click_guidance.h"
 #include "data/resize.h"
 #include "kernels/backend.h"
+#include "kernels/json_int.h"
 #include "layers/model_file.h"
 #include "train/adam_optimizer.h"
 #include "train/grad_buckets.h"
@@ -51,10 +52,7 @@ int64_t get_int(const json& j, const std::string& name, const char* key, int64_t
                 int64_t hi = std::numeric_limits<int64_t>::max()) {
   if (!j.contains(key)) return def;
   const json& v = j[key];
-  const bool ok = v.is_number_integer() && (v.is_number_unsigned() ? v.get<uint64_t>() <= static_cast<uint64_t>(hi)
-                                                                   : v.get<int64_t>() <= hi) &&
-                  v.get<int64_t>() >= lo;
-  if (!ok) {
+  if (!json_int_in(v, lo, hi)) {
     if (hi == std::numeric_limits<int64_t>::max()) bad(name, key, v, str("an integer >= ", lo));
     bad(name, key, v, str("an integer in [", lo, ", ", hi, "]"));
   }
@@ -84,10 +82,7 @@ std::string get_string(const json& j, const std::string& name, const char* key, 
 // [a, b, c] or a (-> [a, a, a]), each in [1, 1024] (sizes, strides and kernels: 1024 is already absurd for any).
 Int3 to_int3(const json& v, const std::string& name, const std::string& key) {
   constexpr int64_t kMax = 1024;
-  auto in_range = [](const json& e) {
-    return e.is_number_integer() && !(e.is_number_unsigned() && e.get<uint64_t>() > uint64_t(kMax)) &&
-           e.get<int64_t>() >= 1 && e.get<int64_t>() <= kMax;
-  };
+  auto in_range = [](const json& e) { return json_int_in(e, 1, kMax); };
   const char* want = "an integer or a list of 3 integers in [1, 1024]";
   Int3 r;
   if (v.is_number()) {
@@ -134,7 +129,7 @@ TrainConfig train_config_from_json(const json& j, const std::string& name) {
     if (!v.is_object() || v.size() < 2) bad(name, "label_names", v, "an object of at least 2 names -> values");
     LabelNames fg, bg;
     for (auto it = v.begin(); it != v.end(); ++it) {
-      if (!it.value().is_number_integer() || it.value().get<int64_t>() < 0 || it.value().get<int64_t>() > 255)
+      if (!json_int_in(it.value(), 0, 255))
         bad(name, "label_names", v, "an object of names -> integer values in [0, 255]");
       LabelName ln{it.key(), static_cast<int>(it.value().get<int64_t>())};
       (ln.is_background() ? bg : fg).push_back(ln);
@@ -156,9 +151,7 @@ TrainConfig train_config_from_json(const json& j, const std::string& name) {
     if (!v.is_array() || v.empty()) bad(name, "filters", v, "a non-empty list of integers in [1, 65536]");
     a.filters.clear();
     for (const auto& f : v) {
-      if (!f.is_number_integer() || (f.is_number_unsigned() && f.get<uint64_t>() > 65536) || f.get<int64_t>() < 1 ||
-          f.get<int64_t>() > 65536)
-        bad(name, "filters", v, "a list of integers in [1, 65536]");
+      if (!json_int_in(f, 1, 65536)) bad(name, "filters", v, "a list of integers in [1, 65536]");
       a.filters.push_back(static_cast<int>(f.get<int64_t>()));
     }
   }
