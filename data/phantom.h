@@ -29,10 +29,10 @@ PhantomOrientation parse_phantom_orientation(const std::string& s);  // "mixed",
 Orientation phantom_storage(PhantomOrientation o);
 
 // Field of view. Abdomen: the whole abdominal cross-section, as in an MSD scan (the spleen is ~0.3% of the voxels).
-// Spleen: a box around the spleen and its neighbours (stomach, kidney, body wall, bowel; 120-150 mm per axis, never
-// cutting the spleen), like a left-upper-quadrant crop: the spleen is ~5% of the voxels, so on a 32^3 network grid it
-// has ~1000-3000 voxels, the order of a real spleen on the bundle's 128^3 grid (on whole-abdomen phantoms it has
-// 74-157 at 32^3, mostly boundary). Same anatomy and random draws as Abdomen; only the grid differs.
+// Spleen: a box around the spleen and its neighbours (stomach, kidney, body wall, bowel; 120-150 mm per axis, more
+// where the spleen needs it, up to ~180 mm; never cutting the spleen), like a left-upper-quadrant crop: the spleen is
+// ~5% of the voxels, so on a 32^3 network grid it has ~1000-3000 voxels, the order of a real spleen on the bundle's
+// 128^3 grid (on whole-abdomen phantoms it has 74-157 at 32^3, mostly boundary). Same anatomy and random draws as Abdomen; only the grid differs.
 enum class PhantomView { Abdomen, Spleen };
 const char* phantom_view_name(PhantomView v);
 PhantomView parse_phantom_view(const std::string& s);  // "abdomen", "spleen"

@@ -16,14 +16,17 @@
 namespace dex::fuzz {
 
 // A model file: read it (safetensors + metadata, or a torch.save zip), then load it into the network its metadata
-// describes when that network is small (a fuzzed architecture can ask for any size).
+// describes when that network is small (a fuzzed architecture can ask for any width, depth or kernel size).
 inline void check_model_file(const std::string& path) {
   const LoadedModel m = load_model(path);
   for (const auto& [name, t] : m.weights)
     if (static_cast<int64_t>(t.data.size()) != t.numel()) throw std::logic_error("tensor " + name + ": shape lies");
-  int64_t width = 0;
+  int64_t width = 0, taps = 0;
   for (int64_t c : m.info.arch.filters) width = std::max(width, c);
-  if (m.info.arch.filters.size() <= 6 && width <= 64 && m.info.arch.in_channels <= 8 && m.info.arch.out_channels <= 8) {
+  for (const auto& k : m.info.arch.kernel_sizes) taps = std::max<int64_t>(taps, int64_t(k[0]) * k[1] * k[2]);
+  for (const auto& k : m.info.arch.upsample_kernel_sizes) taps = std::max<int64_t>(taps, int64_t(k[0]) * k[1] * k[2]);
+  if (m.info.arch.filters.size() <= 6 && width <= 64 && taps <= 125 && m.info.arch.in_channels <= 8 &&
+      m.info.arch.out_channels <= 8) {
     DynUNet net(m.info.arch);
     load_weights_into(net, m, path);
   }

@@ -8,7 +8,7 @@
 #           fuzz/regressions-clicks)
 # Findings land in <workdir>/findings-<target>/; copy each into the target's regressions folder: the unit tests read
 # every file there and expect success or a clean dex::InputError (tests/data/test_nifti_io.cpp,
-# tests/layers/test_fuzz_regressions.cpp).
+# tests/data/test_fuzz_regressions.cpp).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TARGET=${1:?usage: scripts/fuzz.sh nifti|model|clicks [seconds] [workdir]}
@@ -17,7 +17,8 @@ WORK=${3:-build-fuzz}
 CXX=${CXX:-clang++-14}
 SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined"
 DEFS=(-DDEX_VERSION=\"fuzz\" "-DDEX_SOURCE_DIR=\"$(pwd)\"")
-INC="-I. -I/usr/include/nifti $(ls -d /usr/include/x86_64-linux-gnu/openblas* 2>/dev/null | sed 's/^/-I/' | head -1)"
+INC="-I. -I/usr/include/nifti"
+for d in /usr/include/x86_64-linux-gnu/openblas*; do [ -d "$d" ] && { INC="$INC -I$d"; break; }; done
 mkdir -p "$WORK/corpus-$TARGET" "$WORK/findings-$TARGET"
 case "$TARGET" in
   nifti)
@@ -49,16 +50,25 @@ esac
 OBJ="$WORK/obj-$TARGET"
 mkdir -p "$OBJ"
 # Compile the sources in parallel, nproc at a time (objects are reused when the source is older).
-objs=()
+# Every compile's status is collected (wait PID), so a failed one stops the script before the link; -MMD depfiles
+# make a changed header rebuild the objects that include it.
+objs=(); pids=()
+stale() {  # stale <src> <obj>: the object is missing, or older than its source or any header it included
+  [ ! -e "$2" ] || [ "$1" -nt "$2" ] && return 0
+  [ -e "${2%.o}.d" ] || return 0
+  for h in $(sed -e 's/^[^:]*://' -e 's/\\$//' "${2%.o}.d"); do [ "$h" -nt "$2" ] && return 0; done
+  return 1
+}
 for s in $SRCS; do
   o="$OBJ/$(echo "$s" | tr / _).o"
   objs+=("$o")
-  if [ ! -e "$o" ] || [ "$s" -nt "$o" ]; then
-    $CXX -std=c++17 -O1 -g -fopenmp $SAN "${DEFS[@]}" $INC -c "$s" -o "$o" &
-    while [ "$(jobs -rp | wc -l)" -ge "$(nproc)" ]; do wait -n; done
+  if stale "$s" "$o"; then
+    if [ "${#pids[@]}" -ge "$(nproc)" ]; then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi
+    $CXX -std=c++17 -O1 -g -fopenmp $SAN "${DEFS[@]}" $INC -MMD -c "$s" -o "$o" &
+    pids+=($!)
   fi
 done
-while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n; done
+for p in "${pids[@]}"; do wait "$p"; done
 $CXX -std=c++17 -O1 -g -fopenmp -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined "${DEFS[@]}" $INC \
   "${objs[@]}" "fuzz/fuzz_$TARGET.cpp" -o "$WORK/fuzz_$TARGET" $LIBS
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}

@@ -108,7 +108,8 @@ if [ "${SKIP_MODEL:-0}" != 1 ] && [ -x "$CARRY/bin/dex-bench" ] && stage 150 "4/
     timeout "$(limit 25)" "$CARRY/bin/dex-bench" --device cuda --precision fp32 --what model --runs 3 --warmup 1 \
       --out /tmp/dexbench32.json 2>&1 | tail -12
     # The tiled fp32 conv (conv3d_f32_tiled.cu, opt-in): the fp32 plan's GPU tests and its model row with it.
-    echo "## DEX_F32_CONV=tiled dex_tests_infer (fp32 plan GPU rows), then dex-bench --precision fp32 --what model"
+    echo "## DEX_F32_CONV=tiled dex_tests_infer (InferencePlan.Cuda*: the fp32 plan rows use it, the fp16 row does not),"
+    echo "## then dex-bench --precision fp32 --what model"
     DEX_F32_CONV=tiled timeout "$(limit 40)" "$CARRY/bin/dex_tests_infer" --gtest_color=no \
       --gtest_filter='InferencePlan.Cuda*' 2>&1 | grep -E '^\[  (PASSED|FAILED|SKIPPED)|Failure' | head -20
     DEX_F32_CONV=tiled timeout "$(limit 20)" "$CARRY/bin/dex-bench" --device cuda --precision fp32 --what model \

@@ -2,6 +2,7 @@
 // (or every case), written as OUT/eval.json, OUT/eval.csv and OUT/dice_vs_clicks.png.
 //   dex-eval --model runs/train_small/model.safetensors --dataset-dir DIR --output-dir OUT [--clicks 0,1,3,5,10]
 // Exit status: 0 done, 2 bad input, 1 anything else.
+#include <algorithm>
 #include <cstdio>
 #include <limits>
 #include <cstdlib>
@@ -25,8 +26,9 @@ const char* kUsage =
     "  --sigma, --label-resize: click heatmap sigma (grid voxels) and grid-metric target; default: guidance_sigma and\n"
     "    label_resize of the config.json beside MODEL (dex-train writes it), else 3 and nearest (the bundle).\n";
 
-int64_t parse_int(const std::string& key, const std::string& v, int64_t lo,
+int64_t parse_int(std::string key, const std::string& v, int64_t lo,
                   int64_t hi = std::numeric_limits<int64_t>::max()) {
+  std::replace(key.begin(), key.end(), '_', '-');  // the flag as the user types it: --num-val
   try {
     size_t used = 0;
     const long long x = std::stoll(v, &used);

@@ -21,9 +21,10 @@ const char* kUsage =
     "  Writes N training pairs (imagesTr/spleen_<i>.nii.gz int16 HU, labelsTr/spleen_<i>.nii.gz uint8, 1 = spleen),\n"
     "  T test images (imagesTs/) and dataset.json into DIR (created if missing; its parent must exist).\n"
     "  --size small: 64-96 voxels per axis (tests, CPU demo); full: 512 x 512 x 80-160 like MSD.\n"
-    "  --view abdomen (default): the whole abdominal cross-section, as in an MSD scan; spleen: a 120-150 mm box\n"
-    "    around the spleen (a left-upper-quadrant crop; 48-64 voxels per axis small, 192-256 full), so the spleen\n"
-    "    keeps ~1000-3000 voxels on a 32^3 network grid (the convergence test of the small configuration).\n"
+    "  --view abdomen (default): the whole abdominal cross-section, as in an MSD scan; spleen: a box around the\n"
+    "    spleen, 120-150 mm per axis or more where the spleen needs it (a left-upper-quadrant crop; 48-64 voxels\n"
+    "    per axis small, 192-256 full), so the spleen keeps ~1000-3000 voxels on a 32^3 network grid (the\n"
+    "    convergence test of the small configuration).\n"
     "  --orientation: storage of the arrays; mixed (default) cycles lps, ras, als, spl (als/spl permute axes).\n"
     "  --cache-rate R: afterwards, load the training set into dex's case cache (read, normalise labels, orient RAS,\n"
     "    window; W threads) at cache rate R and report the bytes cached and the process's resident memory.\n";

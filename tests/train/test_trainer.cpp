@@ -687,8 +687,9 @@ TEST(TrainerConvergence, SmallConfigLearnsPhantomSpleens) {
 }
 
 // The bar: a validation spleen Dice >= 0.9 in a few minutes on this CPU. Reached on the spleen view of the
-// phantoms (data/phantom.h: a 120-150 mm box around the spleen, so the spleen has ~1000-3000 voxels on the 32^3 grid,
-// the order of a real spleen on the bundle's 128^3 grid) with more cases and fewer epochs than the test above: 96
+// phantoms (data/phantom.h: a box around the spleen, 120-150 mm per axis or more where the spleen needs it, so the
+// spleen has ~1000-3000 voxels on the 32^3 grid, the order of a real spleen on the bundle's 128^3 grid) with more
+// cases and fewer epochs than the test above: 96
 // phantoms seed 7 = 80 train + 16 validation, train_small with max_epochs 15 and the learning rate /10 after epoch
 // 10, 1 thread. Measured 2026-11-27: best 0.921 (epoch 14; 0.746 after epoch 1) in 2 min 34 s. With 40 training
 // cases the same 1200 steps reach 0.906 (train Dice 0.96: the gap is generalisation, so more cases, not more epochs).
