@@ -20,6 +20,7 @@
 #include "data/preprocess.h"
 #include "data/resize.h"
 #include "kernels/backend.h"
+#include "kernels/elementwise.h"
 #include "layers/model_file.h"
 #include "train/metrics.h"
 
@@ -216,7 +217,7 @@ EvalResult evaluate(const EvalConfig& cfg) {
         be.synchronize(nullptr);
       }
       arena.reset();
-      argmax_channels(logits.data(), nvox, 2, pred_grid.data.data());
+      argmax_cpu(nvox, 2, logits.data(), pred_grid.data.data());  // the Backend's argmax (torch's ties and NaN)
       const Postprocessed post = postprocess_logits(logits.data(), OutputLayout::NDHWC, pre.record);
       if (next_report < cfg.clicks.size() && cfg.clicks[next_report] == k) {
         ce.dice_image.push_back(dice_score(post.mask.data.data(), gt.data.data(), gt.size(), 1));

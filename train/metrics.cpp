@@ -43,16 +43,6 @@ double nan_mean(const std::vector<double>& v) {
   return k ? s / k : std::numeric_limits<double>::quiet_NaN();
 }
 
-void argmax_channels(const float* logits, int64_t voxels, int channels, uint8_t* out) {
-  for (int64_t v = 0; v < voxels; ++v) {
-    const float* l = logits + v * channels;
-    int best = 0;
-    for (int c = 1; c < channels; ++c)
-      if (l[c] > l[best]) best = c;
-    out[v] = static_cast<uint8_t>(best);
-  }
-}
-
 namespace {
 // JSON has no NaN: write null, read null back as NaN.
 nlohmann::json num(double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); }

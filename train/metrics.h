@@ -18,9 +18,6 @@ double bundle_mean_dice(const uint8_t* pred, const uint8_t* gt, int64_t n, int n
 // Mean of the finite values (NaN when none).
 double nan_mean(const std::vector<double>& v);
 
-// Argmax over C channels of NDHWC logits (ties -> lower index, as torch.argmax): out[v] = class of voxel v.
-void argmax_channels(const float* logits, int64_t voxels, int channels, uint8_t* out);
-
 // One line per epoch in metrics.jsonl.
 struct EpochRecord {
   int64_t epoch = 0;          // 1-based, as printed

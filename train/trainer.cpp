@@ -414,6 +414,18 @@ void zero_heatmaps(Sample& s, const TrainConfig& c) {
 
 }  // namespace
 
+// out[v] = argmax over the C channels of the `voxels` logits on the device (torch's ties and NaN rule), taken where
+// the logits are so that a GPU sends back 1 byte per voxel instead of C floats; scratch from `arena`, released after.
+static void argmax_to_host(Trainer::Impl& m, const float* logits, int64_t voxels, int C, uint8_t* out) {
+  const Backend& be = backend(m.device);
+  const size_t mark = m.arena.mark();
+  auto* labels = m.arena.alloc<uint8_t>(static_cast<size_t>(voxels));
+  be.argmax(voxels, C, logits, labels, nullptr);
+  be.copy(out, Device::CPU, labels, m.device, static_cast<size_t>(voxels), nullptr);
+  be.synchronize(nullptr);
+  m.arena.release_to(mark);
+}
+
 // No-grad forward of one sample: argmax prediction on the grid (the arena is reset before and after).
 static LabelVolume predict_grid(Trainer::Impl& m, const TrainConfig& c, const Sample& s, double* seconds = nullptr) {
   const auto t0 = Clock::now();
@@ -431,11 +443,7 @@ static LabelVolume predict_grid(Trainer::Impl& m, const TrainConfig& c, const Sa
     Tensor x = tape.alloc(ndhwc(1, ss[0], ss[1], ss[2], c.arch.in_channels), false);
     be.copy(x.data, m.device, s.input.data(), Device::CPU, x.bytes(), nullptr);
     Tensor y = m.net.forward(tape, x);
-    // The argmax where the logits are (on a GPU: 1 byte per voxel comes back instead of C floats).
-    auto* labels = static_cast<uint8_t*>(tape.scratch(static_cast<size_t>(y.voxels())));
-    be.argmax(y.voxels(), y.C(), y.data, labels, nullptr);
-    be.copy(pred.data.data(), Device::CPU, labels, m.device, pred.data.size(), nullptr);
-    be.synchronize(nullptr);
+    argmax_to_host(m, y.data, y.voxels(), y.C(), pred.data.data());
   }
   m.arena.reset();
   if (seconds) *seconds += seconds_since(t0);
@@ -527,7 +535,7 @@ EpochRecord Trainer::run_epoch(int64_t epoch) {
   double acc[4] = {0, 0, 0, 0};
   std::vector<float> x;
   std::vector<uint8_t> target;
-  std::vector<uint8_t> pred(static_cast<size_t>(nvox));
+  std::vector<uint8_t> pred;
   // A step's samples (copy, augmentation, resize, initial clicks: a pure function of the case, the seed, the epoch and
   // the index) are made on a second thread while the previous step runs, as the bundle's DataLoader workers do; the
   // click round needs the current weights and runs in order on this thread.
@@ -562,18 +570,9 @@ EpochRecord Trainer::run_epoch(int64_t epoch) {
     t = Clock::now();
     if (m->buckets) m->buckets->begin();
     TrainStepResult r = m->step.forward_backward(x.data(), target.data(), static_cast<int>(N), spatial);
-    // Training Dice of this step's predictions (before the update, as the bundle's train_dice); the argmax runs where
-    // the logits are, so a GPU sends back 1 byte per voxel instead of C floats.
-    {
-      const Backend& be = backend(m->device);
-      const auto mark = m->arena.mark();
-      auto* labels = m->arena.alloc<uint8_t>(static_cast<size_t>(N * nvox));
-      be.argmax(N * nvox, c.arch.out_channels, r.logits.data, labels, nullptr);
-      pred.resize(static_cast<size_t>(N * nvox));
-      be.copy(pred.data(), Device::CPU, labels, m->device, pred.size(), nullptr);
-      be.synchronize(nullptr);
-      m->arena.release_to(mark);
-    }
+    // Training Dice of this step's predictions (before the update, as the bundle's train_dice).
+    pred.resize(static_cast<size_t>(N * nvox));
+    argmax_to_host(*m, r.logits.data, N * nvox, c.arch.out_channels, pred.data());
     for (int64_t b = 0; b < N; ++b) {
       const double d = bundle_mean_dice(pred.data() + b * nvox, target.data() + b * nvox, nvox, c.arch.out_channels);
       if (std::isfinite(d)) acc[1] += d, acc[2] += 1;
