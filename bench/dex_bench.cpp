@@ -204,11 +204,11 @@ int run(int argc, char** argv) {
   // --precision fp32,fp16 (CUDA default: both; CPU: fp32, the only CPU path). fp16 alone skips the fp32 rows, which
   // take ~1.2 s a forward on an H100 (reference direct convolutions).
   const std::string pl = a.get("precision", cuda ? "fp32,fp16" : "fp32");
-  std::vector<Precision> precisions;
-  if (pl.find("fp32") != std::string::npos) precisions.push_back(Precision::FP32);
-  if (pl.find("fp16") != std::string::npos) precisions.push_back(Precision::FP16);
-  DEX_INPUT_CHECK(!precisions.empty() && (pl == "fp32" || pl == "fp16" || pl == "fp32,fp16" || pl == "fp16,fp32"),
+  DEX_INPUT_CHECK(pl == "fp32" || pl == "fp16" || pl == "fp32,fp16" || pl == "fp16,fp32",
                   "--precision takes fp32, fp16 or fp32,fp16, got '", pl, "'");
+  std::vector<Precision> precisions;
+  if (pl != "fp16") precisions.push_back(Precision::FP32);
+  if (pl != "fp32") precisions.push_back(Precision::FP16);
   DEX_INPUT_CHECK(cuda || pl == "fp32", "--precision fp16 needs --device cuda (the CPU runs fp32)");
   auto pname = [](Precision p) { return p == Precision::FP16 ? "fp16" : "fp32"; };
 

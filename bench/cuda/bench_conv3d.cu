@@ -60,7 +60,8 @@ void bm_fprop(benchmark::State& state, Conv3dParams p, DType t, ConvVariant v) {
   }
 }
 
-// fp32 fprop: v1 (direct, what the fp32 paths run today) or the tiled kernel (conv3d_f32_tiled.cu, not yet routed).
+// fp32 fprop: what the fp32 paths run (v1 direct; the tiled kernel under DEX_F32_CONV=tiled) or the tiled kernel
+// (conv3d_f32_tiled.cu) directly.
 void bm_fprop_f32(benchmark::State& state, Conv3dParams p, bool tiled) {
   if (skip_without_device(state)) return;
   try {
