@@ -2,11 +2,14 @@
 // tolerance check of STYLE.md §2 (elementwise atol + rtol*|ref| and an NMSE ceiling, worst element printed).
 #pragma once
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <string>
 #include <vector>
@@ -23,6 +26,20 @@ inline std::string shared_dir(const std::string& rel) {
 #else
   return "../shared/" + rel;
 #endif
+}
+
+// Runs a shell command with stdout and stderr sent to `log_path`: its exit status (-1 if it did not exit) and output.
+struct CommandResult {
+  int rc = -1;
+  std::string log;
+};
+inline CommandResult run_logged(const std::string& cmd, const std::string& log_path) {
+  const int status = std::system((cmd + " > " + log_path + " 2>&1").c_str());
+  std::ifstream f(log_path);
+  CommandResult r;
+  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.log.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+  return r;
 }
 
 // A named tensor from a fixture file. Data is always converted to double on load.

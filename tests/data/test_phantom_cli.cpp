@@ -1,17 +1,15 @@
 // dex-phantom, the command: writes the MSD layout for both views, and every wrong flag is a clear error with a
 // non-zero exit and no dataset written.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "data/nifti_io.h"
+#include "tests/testing.h"
 
 namespace dex {
 namespace {
@@ -28,21 +26,13 @@ std::string root() {
   return d;
 }
 
-struct Result {
-  int rc = -1;
-  std::string log;
-};
-
-Result run(const std::string& args) {
-  const std::string log = root() + "/last.log";
-  const int rc = std::system((std::string(DEX_BINARY_DIR) + "/bin/dex-phantom " + args + " > " + log + " 2>&1").c_str());
-  std::ifstream f(log);
-  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, std::string(std::istreambuf_iterator<char>(f), {})};
+testing::CommandResult run(const std::string& args) {
+  return testing::run_logged(std::string(DEX_BINARY_DIR) + "/bin/dex-phantom " + args, root() + "/last.log");
 }
 
 TEST(PhantomCli, SpleenViewWritesTheDecathlonLayout) {
   const std::string out = root() + "/spleen";
-  const Result r = run("--out " + out + " --count 2 --test-count 1 --seed 3 --view spleen --orientation lps");
+  const testing::CommandResult r = run("--out " + out + " --count 2 --test-count 1 --seed 3 --view spleen --orientation lps");
   ASSERT_EQ(r.rc, 0) << r.log;
   const nlohmann::json js = nlohmann::json::parse(std::ifstream(out + "/dataset.json"));
   EXPECT_EQ(js["numTraining"], 2);
@@ -75,7 +65,7 @@ TEST(PhantomCli, WrongFlagsAreClearErrors) {
       {"--out /nonexistent-dex-parent/x --count 1 --seed 1", "cannot create folder"},
   };
   for (const auto& c : cases) {
-    const Result r = run(c.args);
+    const testing::CommandResult r = run(c.args);
     EXPECT_NE(r.rc, 0) << c.args;
     EXPECT_NE(r.log.find(c.message), std::string::npos) << c.args << "\n" << r.log;
     EXPECT_NE(r.log.find("usage: dex-phantom"), std::string::npos) << c.args;

@@ -56,10 +56,7 @@ std::string real_ct() { return testing::shared_dir("data/real-ct/imagesTr/case_a
 std::string fixture_image(const std::string& n) { return testing::shared_dir("fixtures/monai-transforms/images/" + n); }
 std::string dex_infer() { return std::string(DEX_BINARY_DIR) + "/bin/dex-infer"; }
 
-int run(const std::string& cmd) {
-  int rc = std::system((cmd + " > " + tmpdir() + "/last.log 2>&1").c_str());
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
+int run(const std::string& cmd) { return testing::run_logged(cmd, tmpdir() + "/last.log").rc; }
 std::string last_log() {
   std::ifstream f(tmpdir() + "/last.log");
   return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());

@@ -5,8 +5,6 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
-#include <sys/wait.h>
 
 #include "data/dataset.h"
 #include "data/nifti_io.h"
@@ -15,6 +13,7 @@
 #include "train/communicator.h"
 #include "train/evaluator.h"
 #include "train/trainer.h"
+#include "tests/testing.h"
 
 namespace fs = std::filesystem;
 using namespace dex;
@@ -194,16 +193,14 @@ TEST(EvalCli, WrongFlagsAreClearErrors) {
       {" --colour red", "colour"},
   };
   for (const auto& c : cases) {
-    const int rc = std::system((base + c.args + " > " + log + " 2>&1").c_str());
-    std::ifstream f(log);
-    const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    EXPECT_TRUE(WIFEXITED(rc) && WEXITSTATUS(rc) == 2) << c.args << "\n" << text;
-    EXPECT_NE(text.find(c.message), std::string::npos) << c.args << "\n" << text;
+    const dex::testing::CommandResult r = dex::testing::run_logged(base + c.args, log);
+    EXPECT_EQ(r.rc, 2) << c.args << "\n" << r.log;
+    EXPECT_NE(r.log.find(c.message), std::string::npos) << c.args << "\n" << r.log;
   }
-  const int rc = std::system((std::string(DEX_BINARY_DIR) + "/bin/dex-eval --model /nonexistent.safetensors "
-                              "--dataset-dir " + data + " --output-dir " + (root / "out").string() + " > " + log +
-                              " 2>&1").c_str());
-  EXPECT_TRUE(WIFEXITED(rc) && WEXITSTATUS(rc) == 2);
+  const std::string missing_model = std::string(DEX_BINARY_DIR) + "/bin/dex-eval --model /nonexistent.safetensors " +
+                                    "--dataset-dir " + data + " --output-dir " + (root / "out").string();
+  const dex::testing::CommandResult r = dex::testing::run_logged(missing_model, log);
+  EXPECT_EQ(r.rc, 2) << r.log;
   EXPECT_TRUE(fs::is_empty(root / "out")) << "nothing written by a failed run";
   fs::remove_all(root);
 }
